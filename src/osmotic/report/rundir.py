@@ -1,0 +1,80 @@
+"""A run directory: everything a run produced, in files other tools can read.
+
+Layout (every mode): `config.yaml` (the resolved settings), `metrics.jsonl` (one JSON object per
+epoch or round, appended as the run goes so nothing is lost to a crash), `summary.json` (the
+final numbers, stable keys), plus mode-specific arrays and PNG plots.
+
+A directory that already holds a `summary.json` is never overwritten: a new run goes beside it
+(`name-1`, `name-2`, ...) and says so.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _jsonable(x: Any) -> Any:
+    """NaN/inf become null so the files stay valid JSON for every reader."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:  # numpy / torch scalars
+        return _jsonable(x.item())
+    if hasattr(x, "tolist"):
+        return _jsonable(x.tolist())
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """The output folder of one run."""
+
+    def __init__(self, path: str | Path, *, fresh: bool = True):
+        path = Path(path)
+        if fresh and (path / "summary.json").exists():
+            base, n = path, 1
+            while (path := base.with_name(f"{base.name}-{n}")).exists():
+                n += 1
+            print(f"{base} already holds results; writing this run to {path}", file=sys.stderr)
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.plots = self.path / "plots"
+        self.plots.mkdir(exist_ok=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.file("config.yaml").write_text(yaml.safe_dump(_jsonable(config), sort_keys=False))
+
+    def reset_metrics(self) -> None:
+        self.file("metrics.jsonl").write_text("")
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        with self.file("metrics.jsonl").open("a") as f:
+            f.write(json.dumps(_jsonable(row)) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        p = self.file("metrics.jsonl")
+        return [json.loads(line) for line in p.read_text().splitlines() if line] if p.exists() else []
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.file("summary.json"), summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.file("summary.json").read_text())
