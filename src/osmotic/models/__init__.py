@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from torch import nn
 
+from osmotic.models.cnn import MnistCNN
 from osmotic.models.gru import GRUEncoder
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder}
+MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder, "cnn": MnistCNN}
 
 
 def register_model(name: str, build: Callable[..., nn.Module]) -> None:

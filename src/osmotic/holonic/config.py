@@ -1,0 +1,91 @@
+"""Holonic run settings: one validated object, saved with every run as `config.yaml`.
+
+Defaults are the paper's (§4.1): 10 terminals, E = 5 local epochs, SGD lr 0.01, batch 32,
+budget K = 2; 50 rounds (the paper ran 200-250; 50 is where its curves have flattened).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from osmotic.holonic.builders import structure
+from osmotic.holonic.holarchy import Holarchy, HolarchyError
+from osmotic.models import MODELS
+
+
+class HolonicConfig(BaseModel):
+    """Every setting of a holonic run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    structure: Literal["1P", "2L", "3L", "4L"] | None = Field(
+        None, description="one of the paper's holarchies (exclusive with `holarchy`)")
+    holarchy: str | dict[str, Any] | None = Field(
+        None, description="a holarchy YAML file, or the holarchy itself (`holarchy:`, `edges:`)")
+    distribution: Literal["iid", "eqniid", "ueqniid", "dirichlet"] = "iid"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (distribution dirichlet)")
+    model: str = "cnn"
+    model_params: dict[str, Any] = Field(default_factory=dict)
+    rounds: int = Field(50, ge=1)
+    local_epochs: int = Field(5, ge=1, description="E: local epochs per round")
+    lr: float = Field(0.01, gt=0, description="SGD learning rate (no momentum)")
+    batch_size: int = Field(32, ge=1)
+    budget: int = Field(2, ge=1, description="K: aggregations before a head reports up")
+    mnist_dir: str | None = Field(None, description="IDX folder: its t10k files are the test set")
+    holdout: int = Field(1000, ge=1, description="test hold-out from the pool without IDX test")
+    pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
+                                  "(quick looks, tests); default: all of it")
+    seed: int = 0
+    engine: Literal["inprocess"] = "inprocess"
+
+    @model_validator(mode="after")
+    def _checks(self) -> HolonicConfig:
+        if (self.structure is None) == (self.holarchy is None):
+            raise ValueError("give exactly one of `structure` (1P, 2L, 3L, 4L) and `holarchy`")
+        if self.model not in MODELS:
+            raise ValueError(f"model: unknown {self.model!r}; choose from {sorted(MODELS)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        """Short label for plots and folders: the structure, or the holarchy file's stem."""
+        if self.structure is not None:
+            return self.structure
+        return Path(self.holarchy).stem if isinstance(self.holarchy, str) else "custom"
+
+    def build_holarchy(self) -> Holarchy:
+        if self.structure is not None:
+            return structure(self.structure)
+        if isinstance(self.holarchy, str):
+            return Holarchy.from_yaml(self.holarchy)
+        return Holarchy.from_dict(self.holarchy, "config holarchy")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> HolonicConfig:
+        """Read a run config; a relative `holarchy` file is taken relative to the config."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise FileNotFoundError(f"{path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise HolarchyError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise HolarchyError(f"{path}: expected a mapping of settings")
+        if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
+            data["holarchy"] = str(path.parent / data["holarchy"])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            raise HolarchyError(f"{path}: {loc}: {err['msg']}") from None
+
+    def with_overrides(self, **changes: Any) -> HolonicConfig:
+        """A validated copy with `changes` applied (None values are ignored)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return HolonicConfig(**data)

@@ -1,0 +1,117 @@
+"""Terminals' local training and evaluation, batched over terminals.
+
+All terminals of one architecture form a `Population` (parameters stacked on an agent axis) and
+train as one vmapped computation. Terminals with different data sizes are padded to the longest
+epoch; padded rows carry zero loss weight, so with plain SGD (no momentum, no weight decay) an
+all-padding step leaves a terminal's parameters exactly unchanged. One SGD optimizer over the
+stack is exactly per-terminal SGD.
+
+Randomness is per terminal: batch order from a generator seeded by (seed, terminal, "shuffle"),
+dropout noise from the terminal's own population generator, one [batch_size, noise width] draw
+per real step. A terminal trains identically alone or batched with any others.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import vector_to_parameters
+
+from osmotic.runtime.population import Population, agent_seed
+
+
+class LocalTrainer:
+    """E epochs of mini-batch SGD for every terminal of `pop` on its own samples.
+
+    `parts[i]` indexes the rows of `images` / `labels` that terminal `pop.agent_ids[i]` holds.
+    """
+
+    def __init__(self, pop: Population, images: Tensor, labels: Tensor, parts: Sequence[Tensor],
+                 batch_size: int = 32, lr: float = 0.01, seed: int = 0):
+        if len(parts) != len(pop):
+            raise ValueError(f"{len(parts)} data parts for {len(pop)} terminals")
+        for aid, p in zip(pop.agent_ids, parts, strict=True):
+            if len(p) == 0:
+                raise ValueError(f"terminal {aid} has no training samples")
+        self.pop = pop
+        self.images, self.labels = images, labels
+        self.parts = [torch.as_tensor(p, dtype=torch.long) for p in parts]
+        self.batch_size = batch_size
+        self.noise_width = int(getattr(pop.template, "NOISE_WIDTH", 0))
+        self.shufflers = [torch.Generator().manual_seed(agent_seed(seed, a, "shuffle"))
+                          for a in pop.agent_ids]
+        self.opt = torch.optim.SGD(list(pop.params.values()), lr=lr)
+
+    def _epoch_plan(self) -> tuple[Tensor, Tensor]:
+        """Sample indices [terminals, steps * batch] in each terminal's own order, and a mask of
+        real (non-padding) rows."""
+        b = self.batch_size
+        steps = max(math.ceil(len(p) / b) for p in self.parts)
+        idx = torch.zeros(len(self.parts), steps * b, dtype=torch.long)
+        real = torch.zeros(len(self.parts), steps * b, dtype=torch.bool)
+        for i, (p, g) in enumerate(zip(self.parts, self.shufflers, strict=True)):
+            idx[i, : len(p)] = p[torch.randperm(len(p), generator=g)]
+            real[i, : len(p)] = True
+        return idx, real
+
+    def _noise(self, active: Tensor) -> Tensor:
+        """Dropout noise [terminals, batch, width]; drawn only for terminals with real rows, so a
+        terminal's generator advances by its own steps only."""
+        out = torch.zeros(len(self.pop), self.batch_size, self.noise_width)
+        for i in torch.nonzero(active).flatten().tolist():
+            out[i] = torch.rand(self.batch_size, self.noise_width,
+                                generator=self.pop.generators[i])
+        return out
+
+    def train(self, epochs: int) -> Tensor:
+        """Train every terminal `epochs` epochs; returns each one's mean per-sample loss."""
+        total = torch.zeros(len(self.pop), dtype=torch.float64)
+        count = torch.zeros(len(self.pop), dtype=torch.float64)
+        b = self.batch_size
+        for _ in range(epochs):
+            idx, real = self._epoch_plan()
+            for start in range(0, idx.shape[1], b):
+                rows, mask = idx[:, start : start + b], real[:, start : start + b]
+                weight = mask.to(torch.float32)
+                x, y = self.images[rows], self.labels[rows]
+                args = (x, self._noise(mask.any(1))) if self.noise_width else (x,)
+                logits = self.pop(*args)
+                ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+                ce = ce.view_as(weight) * weight
+                per_terminal = ce.sum(1) / weight.sum(1).clamp_min(1)
+                self.opt.zero_grad(set_to_none=True)
+                per_terminal.sum().backward()
+                self.opt.step()
+                total += ce.detach().sum(1).double()
+                count += weight.sum(1).double()
+        return total / count
+
+
+class Evaluator:
+    """Test accuracy of flat models ([models, P] rows in `Population.flat` order).
+
+    Identical rows are evaluated once: after a head sends its model down, all its members hold
+    the same parameters, so a 2L round has 2-3 distinct models, not 11. Models run one after
+    another through one module: on CPU a vmapped (grouped) convolution measured slower than a
+    loop for inference, and inference draws no randomness, so nothing is lost.
+    """
+
+    def __init__(self, module: nn.Module, images: Tensor, labels: Tensor, chunk: int = 2000):
+        self.module = module.eval()
+        self.images, self.labels, self.chunk = images, labels, chunk
+
+    @torch.inference_mode()
+    def accuracy(self, flat: Tensor) -> Tensor:
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        acc = torch.empty(len(unique), dtype=torch.float64)
+        for i, row in enumerate(unique):
+            vector_to_parameters(row, self.module.parameters())
+            correct = 0
+            for start in range(0, len(self.labels), self.chunk):
+                logits = self.module(self.images[start : start + self.chunk])
+                correct += int((logits.argmax(-1) == self.labels[start : start + self.chunk]).sum())
+            acc[i] = correct / len(self.labels)
+        return acc[inverse]
