@@ -1,0 +1,1 @@
+"""Engines decide where shards and heads live and how arrays travel; the algorithms don't change."""

@@ -1,0 +1,91 @@
+"""One OSM-L agent's model: f_i = h_i ∘ g_i plus the private part of its preservation loss.
+
+g_i (a GRU over the agent's k_i features) and h_i (a linear map to the shared embedding size d)
+make the embedding that is sent to the diffuser. The preservation loss (paper Eq. 6) keeps that
+embedding informative about the agent's own input window, so alignment to the context cannot
+collapse it to a constant; its critic or decoder is private and never leaves the agent.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from osmotic.models.gru import GRUEncoder
+
+
+class InfoNCE(nn.Module):
+    """InfoNCE bound on I(e; x): a private critic embeds the window, the matching window of the
+    batch is the positive, the other windows of the batch are the negatives (temperature τ)."""
+
+    needs_noise = False
+
+    def __init__(self, in_features: int, window: int, dim: int, temperature: float, width: int = 32):
+        super().__init__()
+        self.critic = nn.Sequential(nn.Flatten(), nn.Linear(window * in_features, width),
+                                    nn.Tanh(), nn.Linear(width, dim))
+        self.temperature = temperature
+
+    def forward(self, x: Tensor, e: Tensor, agent: OsmoticAgent, noise: Tensor) -> Tensor:
+        logits = F.normalize(e, dim=-1) @ F.normalize(self.critic(x), dim=-1).T / self.temperature
+        return F.cross_entropy(logits, torch.arange(len(e)))
+
+
+class Reconstruction(nn.Module):
+    """Autoencoder variant: a private decoder rebuilds the window from the embedding (MSE)."""
+
+    needs_noise = False
+
+    def __init__(self, in_features: int, window: int, dim: int, temperature: float, width: int = 32):
+        super().__init__()
+        self.decoder = nn.Sequential(nn.Linear(dim, width), nn.Tanh(),
+                                     nn.Linear(width, window * in_features))
+
+    def forward(self, x: Tensor, e: Tensor, agent: OsmoticAgent, noise: Tensor) -> Tensor:
+        return F.mse_loss(self.decoder(e), x.flatten(1))
+
+
+class Reference(nn.Module):
+    """The published simulator's term, kept for comparison: cross-entropy over the logits
+    [cos(e, e'), cos(e, n)] / τ with e' a second pass over the same window and n ~ N(0, I).
+    Its positive logit is trivially 1/τ, so it cannot prevent collapse."""
+
+    needs_noise = True
+
+    def __init__(self, in_features: int, window: int, dim: int, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, x: Tensor, e: Tensor, agent: OsmoticAgent, noise: Tensor) -> Tensor:
+        again = agent.embed(x)
+        logits = torch.stack([F.cosine_similarity(e, again, dim=-1),
+                              F.cosine_similarity(e, noise, dim=-1)], dim=-1) / self.temperature
+        return F.cross_entropy(logits, torch.zeros(len(e), dtype=torch.long))
+
+
+PRESERVE: dict[str, type[nn.Module]] = {
+    "infonce": InfoNCE, "reconstruction": Reconstruction, "reference": Reference,
+}
+
+
+class OsmoticAgent(nn.Module):
+    """Embedding model and preservation term of one agent; batched over agents by a Population."""
+
+    def __init__(self, in_features: int, window: int = 10, hidden: int = 20, dim: int = 5,
+                 preserve: str = "infonce", temperature: float = 0.1, sphere: bool = True):
+        super().__init__()
+        self.encoder = GRUEncoder(in_features, hidden)
+        self.project = nn.Linear(hidden, dim)
+        self.sphere = sphere
+        self.preserve = PRESERVE[preserve](in_features, window, dim, temperature)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Embeddings [batch, d] of windows [batch, w, k]. On the sphere of radius √d when
+        `sphere`: every similarity OSM-L uses is a cosine, so the norm would carry nothing but
+        a way to shrink the alignment loss without agreeing in direction."""
+        e = self.project(self.encoder(x))
+        return F.normalize(e, dim=-1) * e.shape[-1] ** 0.5 if self.sphere else e
+
+    def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        e = self.embed(x)
+        return e, self.preserve(x, e, self, noise)

@@ -1,0 +1,76 @@
+"""The diffuser: the head of an OSM-L run.
+
+It receives every agent's embeddings for a batch of steps, computes one context embedding per
+sub-context and step with its osmotic strategy, and sends each agent the context it should
+align to. Every `cluster_every` epochs it regroups agents into sub-contexts from the embeddings
+it has seen. It never sees data or weights.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from osmotic.osmosis.clustering import Clustering, cluster
+from osmotic.runtime.strategies import Strategy
+
+
+class Diffuser:
+    """Context embeddings for `n_agents` agents under a strategy and a sub-context partition."""
+
+    def __init__(self, n_agents: int, strategy: Strategy, *, unclustered: str = "global",
+                 threshold: float = 0.97, beta: float = 2.0, samples: int = 50,
+                 min_rank: float = 0.0, seed: int = 0):
+        if unclustered not in ("global", "self", "nearest"):
+            raise ValueError(f"unclustered must be global, self or nearest, got {unclustered!r}")
+        self.n = n_agents
+        self.strategy = strategy
+        self.unclustered = unclustered
+        self.threshold, self.beta, self.samples, self.min_rank = threshold, beta, samples, min_rank
+        self.rng = np.random.default_rng(seed)
+        self.groups: list[list[int]] = [list(range(n_agents))]  # one context until clustered
+        self.history: list[Clustering] = []
+        self._seen: dict[int, Tensor] = {}  # step -> [agents, d], the latest embeddings per step
+
+    @property
+    def clustered(self) -> list[int]:
+        return sorted(i for g in self.groups for i in g)
+
+    def contexts(self, E: Tensor) -> Tensor:
+        """The context each agent aligns to, [agents, steps, d], for embeddings E of the same shape."""
+        E = E.detach()
+        out = torch.empty_like(E)
+        group_ctx = [self.strategy.aggregate(E[g]) for g in self.groups]
+        for g, c in zip(self.groups, group_ctx):
+            out[g] = c
+        loose = [i for i in range(self.n) if i not in set(self.clustered)]
+        if loose:
+            if self.unclustered == "self":
+                out[loose] = E[loose]
+            elif self.unclustered == "global" or not group_ctx:
+                out[loose] = self.strategy.aggregate(E)
+            else:  # nearest: the sub-context whose context agrees best with the agent over the batch
+                C = torch.stack(group_ctx)  # [groups, steps, d]
+                agree = F.cosine_similarity(E[loose].unsqueeze(1), C.unsqueeze(0), dim=-1).mean(-1)
+                out[loose] = C[agree.argmax(1)]
+        return out
+
+    def observe(self, steps: Sequence[int], E: Tensor) -> None:
+        """Remember the embeddings of these steps for the next clustering."""
+        E = E.detach()
+        for k, t in enumerate(steps):
+            self._seen[t] = E[:, k]
+
+    def cluster(self, epoch: int) -> Clustering:
+        """Regroup agents from S randomly sampled steps of the embeddings seen so far."""
+        steps = sorted(self._seen)
+        pick = self.rng.choice(len(steps), size=min(self.samples, len(steps)), replace=False)
+        E = torch.stack([self._seen[steps[k]] for k in sorted(pick)], dim=1)
+        groups, scores, ranks = cluster(E, self.threshold, self.beta, self.min_rank)
+        self.groups = groups
+        record = Clustering(epoch, groups, scores, ranks)
+        self.history.append(record)
+        return record

@@ -1,0 +1,81 @@
+"""The agent side of OSM-L: a shard of agents that live together (one process or one actor).
+
+A shard owns its agents' windows, models and optimizer. It only ever hands out embeddings and
+loss values, and only ever receives context embeddings: that is the whole agent/diffuser
+contract, so an engine can put shards anywhere.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from osmotic.osmosis.agent import OsmoticAgent
+from osmotic.osmosis.config import OsmlConfig
+from osmotic.runtime.population import Population
+
+
+def windows(series: np.ndarray, w: int) -> Tensor:
+    """Sliding windows [T − w + 1, w, k] of a [T, k] series, stride 1, in time order."""
+    return torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)).unfold(0, w, 1).transpose(1, 2)
+
+
+def objective(e: Tensor, preserve: Tensor, context: Tensor, alpha: float) -> Tensor:
+    """Per-agent L_i = α·MSE(e_i, context_i) + (1 − α)·L_preserve (paper Eqs. 5–7)."""
+    return alpha * ((e - context) ** 2).mean((1, 2)) + (1 - alpha) * preserve
+
+
+class OsmoticShard:
+    """Agents with the same feature count, trained batched."""
+
+    def __init__(self, agent_ids: Sequence[str], train: Sequence[np.ndarray],
+                 test: Sequence[np.ndarray], config: OsmlConfig):
+        k = train[0].shape[1]
+        self.config = config
+        self.agent_ids = list(agent_ids)
+        if config.normalize_inputs:  # each agent's own training statistics: nothing leaves it
+            stats = [(s.mean(0), s.std(0) + 1e-8) for s in train]
+            train = [(s - m) / sd for s, (m, sd) in zip(train, stats)]
+            test = [(s - m) / sd for s, (m, sd) in zip(test, stats)]
+        self.windows = {
+            "train": torch.stack([windows(s, config.window) for s in train]),
+            "test": torch.stack([windows(s, config.window) for s in test]),
+        }
+        self.pop = Population(
+            lambda: OsmoticAgent(k, config.window, config.hidden, config.dim, config.preserve,
+                                 config.temperature, config.sphere),
+            self.agent_ids, config.seed)
+        self.optimizer = torch.optim.Adam(self.pop.params.values(), lr=config.lr)
+        self._needs_noise = self.pop.template.preserve.needs_noise
+        self._pending: tuple[Tensor, Tensor] | None = None
+
+    def steps(self, split: str) -> int:
+        return self.windows[split].shape[1]
+
+    def embed(self, split: str, start: int, stop: int, train: bool = False) -> tuple[Tensor, Tensor]:
+        """Embeddings [agents, B, d] and preservation losses [agents] for steps [start, stop).
+
+        With `train`, the graph is kept for the `step` that follows (the paper's forward pass,
+        then the update once the context has arrived)."""
+        x = self.windows[split][:, start:stop]
+        noise = (self.pop.randn(stop - start, self.config.dim) if self._needs_noise
+                 else x.new_zeros(len(self.agent_ids), 1))
+        with torch.set_grad_enabled(train):
+            e, preserve = self.pop(x, noise)
+        if train:
+            self._pending = (e, preserve)
+        return e.detach(), preserve.detach()
+
+    def step(self, context: Tensor) -> Tensor:
+        """One Adam step of every agent towards its context; returns the per-agent losses."""
+        if self._pending is None:
+            raise RuntimeError("step() needs a training embed() first")
+        e, preserve = self._pending
+        self._pending = None
+        loss = objective(e, preserve, context, self.config.alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # agents share no parameter: this is every agent's own gradient
+        self.optimizer.step()
+        return loss.detach()
