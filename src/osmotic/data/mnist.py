@@ -59,12 +59,12 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     raw = _read_bytes(path)
     ndim = {IMAGE_MAGIC: 3, LABEL_MAGIC: 1}[magic]
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IdxError(f"{path}: truncated header ({len(raw)} bytes, expected at least {header})")
-    found = struct.unpack(">i", raw[:4])[0]
-    if found != magic:
+    found = struct.unpack(">i", raw[:4])[0] if len(raw) >= 4 else None
+    if found is not None and found != magic:
         raise IdxError(f"{path}: magic number {found}, expected {magic} "
                        f"({'images' if magic == IMAGE_MAGIC else 'labels'} file)")
+    if len(raw) < header:
+        raise IdxError(f"{path}: truncated header ({len(raw)} bytes, expected at least {header})")
     shape = struct.unpack(f">{ndim}i", raw[4:header])
     expected = header + int(np.prod(shape))
     if len(raw) != expected:

@@ -6,6 +6,7 @@ line per structure (the paper's Figs. 6-8: mean training loss and mean test accu
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ DISTRIBUTIONS = ("iid", "eqniid", "ueqniid")
 def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = None,
              structures: tuple[str, ...] = STRUCTURES,
              distributions: tuple[str, ...] = DISTRIBUTIONS) -> list[dict[str, Any]]:
-    """Run every combination (the data are loaded once) and write the comparison."""
+    """Run every combination (the data are loaded once) and write the comparison.
+
+    A combination whose folder already holds a finished run with the same rounds and seed is
+    read back, not re-run, so an interrupted grid resumes where it stopped.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(base)
@@ -30,7 +35,13 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
     for dist in distributions:
         for s in structures:
             cfg = base.with_overrides(structure=s, distribution=dist)
-            summaries.append(run(cfg, out / f"{s}-{dist}", data, show_progress))
+            cell = out / f"{s}-{dist}"
+            finished = cell / "summary.json"
+            done = json.loads(finished.read_text()) if finished.exists() else None
+            if done and (done["rounds"], done["seed"]) == (cfg.rounds, cfg.seed):
+                summaries.append(done)
+            else:
+                summaries.append(run(cfg, cell, data, show_progress))
     write_comparison(out, summaries)
     return summaries
 
