@@ -44,6 +44,7 @@ class OsmlConfig(BaseModel):
                             "below this counts as unrelated when clustering (0: the paper's rule)")
     unclustered: Literal["global", "self", "nearest"] = "global"
     seed: int = 0
+    threads: int = Field(1, ge=1, description="CPU threads for tensor operations (ours)")
     engine: Literal["inprocess", "ray"] = "inprocess"
 
     @model_validator(mode="after")

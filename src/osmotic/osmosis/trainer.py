@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from osmotic.engines.inprocess import InProcessEngine, cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.diffuser import Diffuser
 from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
@@ -42,8 +43,6 @@ def make_shards(config: OsmlConfig, train: Series, test: Series) -> list[Osmotic
 def make_engine(config: OsmlConfig, train: Series, test: Series) -> Any:
     if config.engine != "inprocess":
         raise ValueError(f"engine {config.engine!r} is not available yet; use 'inprocess'")
-    from osmotic.engines.inprocess import InProcessEngine
-
     return InProcessEngine(make_shards(config, train, test), list(train))
 
 
@@ -82,6 +81,12 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
 def train_osml(config: OsmlConfig, train: Series, test: Series, *,
                log: Any = None, show_progress: bool | None = None) -> OsmlResult:
     """Train OSM-L on `train`, evaluate on `test` every epoch; `log(row)` receives each epoch."""
+    with cpu_threads(config.threads):
+        return _train(config, train, test, log, show_progress)
+
+
+def _train(config: OsmlConfig, train: Series, test: Series, log: Any,
+           show_progress: bool | None) -> OsmlResult:
     if config.agents is not None:
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
