@@ -1,0 +1,263 @@
+"""`osmotic osml ...` and `osmotic demo`: OSM-L from the command line.
+
+Every OsmlConfig field is also an option of `osml run` (`--batch-size 20`, `--agents 0 1`,
+`--sphere/--no-sphere`, `--strategy-params trim=0.25`), generated from the pydantic model, so a
+new setting needs no CLI change. Precedence: defaults < preset < `--config FILE.yaml` < options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from osmotic.cli import CliError
+from osmotic.data.synthetic import SIZES, generate_context
+from osmotic.data.timeseries import write_csv
+from osmotic.osmosis import experiments as ex
+from osmotic.osmosis.config import OsmlConfig
+
+REPRODUCE_OPTIONS = ("seed", "preserve", "epochs")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `osml` (reproduce, run, generate) and the top-level `demo`."""
+    osml = subparsers.add_parser("osml", help="Osmotic Learning (OSM-L)", description=__doc__)
+    sub = osml.add_subparsers(dest="osml_command", required=True)
+
+    rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
+    rep.add_argument("experiment", choices=list(ex.EXPERIMENTS))
+    rep.add_argument("--data", type=Path, help="folder with the paper's <context>-context/"
+                     "{train,test}_data.csv (default: generate the context from --seed)")
+    _add_output_options(rep)
+    add_config_options(rep, only=REPRODUCE_OPTIONS)
+    rep.set_defaults(func=_reproduce)
+
+    run = sub.add_parser("run", help="run OSM-L on any CSV pair in the paper's layout")
+    run.add_argument("--train", type=Path, help="training CSV (Agent<id>[<k>] columns)")
+    run.add_argument("--test", type=Path, help="test CSV with the same agents")
+    run.add_argument("--config", type=Path, help="YAML file of settings (a run's config.yaml "
+                     "works too, its data section included)")
+    _add_output_options(run)
+    add_config_options(run)
+    run.set_defaults(func=_run)
+
+    gen = sub.add_parser("generate", help="write a generated context as train/test CSV files")
+    gen.add_argument("context", choices=list(SIZES))
+    gen.add_argument("--out", type=Path, required=True, help="folder for train_data.csv and "
+                     "test_data.csv (name it <context>-context to use its parent as --data)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=_generate)
+
+    demo = subparsers.add_parser("demo", help="reproduce the paper's three OSM-L experiments")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--epochs", type=int, help="override every preset's epochs (a quick look)")
+    demo.set_defaults(func=_demo)
+
+
+def add_config_options(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One option per OsmlConfig field (or the fields in `only`); unset options stay None."""
+    group = parser.add_argument_group("settings (default: the paper's)")
+    for name, info in OsmlConfig.model_fields.items():
+        if only is None or name in only:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                               help=_help(info), **_argparse_type(name, info.annotation))
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as options, as OsmlConfig field values."""
+    out = {}
+    for name, info in OsmlConfig.model_fields.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = dict(value) if get_origin(_required(info.annotation)) is dict else value
+    return out
+
+
+def load_config_file(path: Path) -> tuple[OsmlConfig, dict[str, Any] | None]:
+    """The settings of a YAML file and its optional `data:` section; every error is one line
+    naming the file (and the setting at fault)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise CliError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise CliError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise CliError(f"{path}: expected a mapping of setting: value")
+    data = raw.pop("data", None) or None
+    return resolve(raw, str(path)), data
+
+
+def resolve(settings: dict[str, Any], origin: str, base: OsmlConfig | None = None) -> OsmlConfig:
+    """`base` with `settings` applied; a pydantic error becomes one line naming `origin`."""
+    try:
+        return (base or OsmlConfig()).with_overrides(**settings)
+    except ValidationError as e:
+        raise CliError(f"{origin}: {_one_line(e)}") from None
+
+
+def _one_line(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}"
+                     + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
+                     for err in e.errors())
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    settings = config_overrides(args)
+    seed = settings.pop("seed", 0)
+    resolve(settings, "options", ex.EXPERIMENTS[args.experiment].config())  # fail before loading
+    done = ex.reproduce(args.experiment, data_dir=args.data, seed=seed, out=args.out, **settings)
+    return _report(done, args.json)
+
+
+def _run(args: argparse.Namespace) -> int:
+    base, data = load_config_file(args.config) if args.config else (OsmlConfig(), None)
+    config = resolve(config_overrides(args), "options", base)
+    source = _run_source(args, data)
+    out = args.out or ex.default_out("run", config.seed)
+    return _report(ex.run_source(config, source, out), args.json)
+
+
+def _run_source(args: argparse.Namespace, data: dict[str, Any] | None) -> ex.Source:
+    """--train/--test, else the data section of --config, else an error saying what to give."""
+    if args.train or args.test:
+        if not (args.train and args.test):
+            raise CliError("give both --train and --test")
+        return ex.CsvSource(args.train, args.test)
+    if data is None:
+        raise CliError("give --train and --test (or a --config with a data section)")
+    try:
+        return ex.source_from_record(data)
+    except ValueError as e:
+        raise CliError(f"{args.config}: {e}") from None
+
+
+def _generate(args: argparse.Namespace) -> int:
+    train, test = generate_context(args.context, args.seed)
+    paths = {split: args.out / f"{split}_data.csv" for split in ("train", "test")}
+    for path in paths.values():
+        if path.exists():
+            raise CliError(f"{path} already exists; choose another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(paths["train"], train)
+    write_csv(paths["test"], test)
+    print(f"wrote {paths['train']} ({SIZES[args.context][0]} steps) and {paths['test']} "
+          f"({SIZES[args.context][1]} steps), agents {', '.join(train)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The three presets on generated data, and on the paper's files when this workspace has them."""
+    sources: dict[str, Path | None] = {"generated": None}
+    if ex.PAPER_DATA.is_dir():
+        sources["paper"] = ex.PAPER_DATA
+    rows = []
+    for label, data_dir in sources.items():
+        for name in ex.EXPERIMENTS:
+            print(f"{name} on {label} data ...", flush=True)
+            done = ex.reproduce(name, data_dir=data_dir, seed=args.seed,
+                                out=args.out / label / f"{name}-seed{args.seed}", epochs=args.epochs)
+            rows.append((name, label, done))
+    print()
+    print(results_table(rows))
+    print(f"\nrun directories: {args.out}/<data>/<experiment>-seed{args.seed}/ "
+          "(summary.json, metrics.jsonl, embeddings); plots in their plots/ folders, e.g.")
+    for _, _, done in rows[:3]:
+        print(f"  {done.dir.plots}/similarity.png")
+    return 0
+
+
+def results_table(rows: Sequence[tuple[str, str, ex.Run]]) -> str:
+    """Plain-text table: experiment, data, sub-contexts found, accuracy, rank score, seconds."""
+    header = ("experiment", "data", "sub-contexts", "unclustered", "accuracy", "rank", "train s")
+    lines = [header]
+    for name, label, done in rows:
+        s = done.summary
+        found = " ".join("{" + ",".join(sc["agents"]) + "}" for sc in s["subcontexts"]) or "-"
+        lines.append((name, label, found, ",".join(s["unclustered"]) or "-",
+                      _fmt(s["context_accuracy"]), _fmt(s["rank_score"]), f"{s['train_seconds']:.1f}"))
+    widths = [max(len(r[c]) for r in lines) for c in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in lines)
+
+
+def _report(done: ex.Run, as_json: bool) -> int:
+    """A short human summary, or with --json the summary as the last line of stdout."""
+    s = done.summary
+    if as_json:
+        print(json.dumps(s, separators=(",", ":")))
+        return 0
+    print(f"run directory: {done.dir.path}  (plots in {done.dir.plots})")
+    for sc in s["subcontexts"]:
+        print(f"  sub-context {{{', '.join(sc['agents'])}}}: accuracy {_fmt(sc['context_accuracy'])}"
+              f", rank {_fmt(sc['rank_score'])}")
+    print(f"  unclustered: {', '.join(s['unclustered']) or 'none'}")
+    print(f"  context accuracy {_fmt(s['context_accuracy'])}, rank score {_fmt(s['rank_score'])}, "
+          f"{s['epochs']} epochs in {s['train_seconds']:.1f} s of training")
+    return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/osml/<experiment>"
+                        "-seed<N>; a finished run is never overwritten, a new one goes beside it)")
+    parser.add_argument("--json", action="store_true", help="print summary.json as the last line")
+
+
+def _help(info: FieldInfo) -> str:
+    default = info.default_factory() if info.default_factory else info.default
+    text = f"{info.description or ''} (default: {default})".strip()
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
+def _required(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _argparse_type(name: str, annotation: Any) -> dict[str, Any]:
+    """argparse keywords for a field's type; an unsupported type fails loudly at start-up."""
+    t = _required(annotation)
+    origin = get_origin(t)
+    if t is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is Literal:
+        choices = get_args(t)
+        return {"choices": choices, "type": type(choices[0])}
+    if origin is list:
+        return {"nargs": "+", "type": get_args(t)[0], "metavar": name.upper().rstrip("S")}
+    if origin is dict:
+        return {"nargs": "+", "type": _key_value(get_args(t)[1]), "metavar": "KEY=VALUE"}
+    if t in (int, float, str):
+        return {"type": t}
+    raise TypeError(f"OsmlConfig.{name}: no command-line form for {annotation}")
+
+
+def _key_value(value_type: type) -> Any:
+    def parse(text: str) -> tuple[str, Any]:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        try:
+            return key, value_type(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a {value_type.__name__}") from None
+
+    return parse

@@ -1,0 +1,193 @@
+"""The OSM-L paper's experiments as data, and one function that runs any OSM-L job end to end.
+
+A preset says which context, which agents and which settings differ from the defaults; a data
+source says where the series come from (the paper's CSV files, any CSV pair, or the generator).
+`run` turns a validated config and a pair of series into a finished run directory:
+
+* `config.yaml`: the resolved settings plus a `data:` section naming the source, so the file can
+  be passed back to `osmotic osml run --config` to repeat the run;
+* `metrics.jsonl`: one row per epoch, appended as epochs finish;
+* `clusterings.json`: every sub-context decision (epoch, groups, pair scores and ranks);
+* `embeddings.safetensors`: the final test embeddings, one [windows, d] tensor per agent id;
+* `plots/*.png`: paper Figs. 4–8;
+* `summary.json`: the final numbers, written last, so its presence marks a finished run.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from osmotic.data.synthetic import generate_context
+from osmotic.data.timeseries import DataError, Series, load_pair, select
+from osmotic.osmosis.config import OsmlConfig
+from osmotic.osmosis.trainer import OsmlResult, train_osml
+from osmotic.report import plots
+from osmotic.report.rundir import RunDir, write_json
+
+Context = Literal["simple", "complex"]
+RUNS_ROOT = Path("runs/osml")
+PAPER_DATA = Path("../shared/data/osml-paper")
+"""Where the paper's CSV files live in this workspace, relative to the repository root."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One of the paper's experiments: a context, the agents taking part, changed settings."""
+
+    name: str
+    context: Context
+    agents: tuple[str, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    about: str = ""
+
+    def config(self, **overrides: Any) -> OsmlConfig:
+        """The preset's config with `overrides` on top (None values leave a setting alone)."""
+        preset = {"agents": list(self.agents), **self.settings}
+        return OsmlConfig().with_overrides(**{**preset, **overrides})
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("simple", "simple", ("0", "1"), {"epochs": 5},
+                   "two strongly correlated agents: one context {0, 1}"),
+        Experiment("robust", "simple", ("0", "1", "M0", "M1"), {"epochs": 5},
+                   "plus two pure-noise agents, which must join no sub-context"),
+        Experiment("complex", "complex", ("0", "1", "2", "3", "4"), {"epochs": 30},
+                   "five agents: sub-contexts {0, 1} and {2, 3, 4}"),
+    )
+}
+
+
+class Source(Protocol):
+    """Where a run's series come from."""
+
+    def load(self, window: int) -> tuple[Series, Series]: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """A train/test pair of CSV files in the paper's layout."""
+
+    train: Path
+    test: Path
+
+    @classmethod
+    def paper(cls, data_dir: Path, context: Context) -> CsvSource:
+        """The paper's files for `context` under `data_dir` (`<context>-context/*_data.csv`)."""
+        folder = Path(data_dir) / f"{context}-context"
+        return cls(folder / "train_data.csv", folder / "test_data.csv")
+
+    def load(self, window: int) -> tuple[Series, Series]:
+        for path in (self.train, self.test):
+            if not path.is_file():
+                raise DataError(f"{path}: no such file")
+        return load_pair(self.train, self.test, window)
+
+    def record(self) -> dict[str, Any]:
+        return {"train": str(self.train.resolve()), "test": str(self.test.resolve())}
+
+
+@dataclass(frozen=True)
+class GeneratedSource:
+    """A context rebuilt by `generate_context`: no file needed, any number of draws."""
+
+    context: Context
+    seed: int
+
+    def load(self, window: int) -> tuple[Series, Series]:
+        return generate_context(self.context, self.seed)
+
+    def record(self) -> dict[str, Any]:
+        return {"generated": self.context, "seed": self.seed}
+
+
+def source_from_record(record: Mapping[str, Any]) -> Source:
+    """Inverse of `Source.record`: read back the `data:` section of a run's config.yaml."""
+    if set(record) == {"train", "test"}:
+        return CsvSource(Path(record["train"]), Path(record["test"]))
+    if set(record) == {"generated", "seed"}:
+        return GeneratedSource(record["generated"], int(record["seed"]))
+    raise ValueError(f"data: expected keys train and test, or generated and seed; got {sorted(record)}")
+
+
+@dataclass
+class Run:
+    """A finished run: where it was written and what it produced."""
+
+    dir: RunDir
+    result: OsmlResult
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as written (NaN as null), exactly what other tools read."""
+        return self.dir.read_summary()
+
+
+def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
+        source: Mapping[str, Any] | None = None, show_progress: bool | None = None) -> Run:
+    """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc)."""
+    if config.agents is not None:  # fail before any file is written, naming the unknown agent
+        train, test = select(train, config.agents), select(test, config.agents)
+    rd = RunDir(out)
+    rd.write_config({**config.model_dump(), "data": dict(source or {})})
+    rd.reset_metrics()
+    result = train_osml(config, train, test, log=rd.log_metrics, show_progress=show_progress)
+    write_json(rd.file("clusterings.json"), {"agents": result.agent_ids, "clusterings": result.history})
+    save_embeddings(rd.file("embeddings.safetensors"), result, config.window)
+    plot_run(rd, result, config.beta)
+    rd.write_summary(result.summary)
+    return Run(rd, result)
+
+
+def run_source(config: OsmlConfig, source: Source, out: str | Path, *,
+               show_progress: bool | None = None) -> Run:
+    """`run` on the series of `source`, recording the source in config.yaml."""
+    train, test = source.load(config.window)
+    return run(config, train, test, out, source=source.record(), show_progress=show_progress)
+
+
+def reproduce(name: str, *, data_dir: Path | None = None, seed: int = 0, out: str | Path | None = None,
+              show_progress: bool | None = None, **overrides: Any) -> Run:
+    """One of the paper's experiments, on its CSV files under `data_dir` or on generated data."""
+    exp = EXPERIMENTS[name]
+    config = exp.config(seed=seed, **overrides)
+    source: Source = (CsvSource.paper(data_dir, exp.context) if data_dir is not None
+                      else GeneratedSource(exp.context, seed))
+    if out is None:
+        out = default_out(name, seed, **overrides)
+    return run_source(config, source, out, show_progress=show_progress)
+
+
+def default_out(name: str, seed: int, **tags: Any) -> Path:
+    """`runs/osml/<name>[-<tag>...]-seed<N>`: changed settings show in the folder name, so a
+    `--preserve reference` run does not land beside the default one as `<name>-seed0-1`."""
+    parts = [name, *(f"{k}{v}" if k != "preserve" else str(v)
+                     for k, v in tags.items() if v is not None), f"seed{seed}"]
+    return RUNS_ROOT / "-".join(parts)
+
+
+def save_embeddings(path: Path, result: OsmlResult, window: int) -> None:
+    """Test embeddings, one [windows, d] float32 tensor per agent id; row i is the window that
+    ends at test step i + window - 1."""
+    tensors = {a: np.ascontiguousarray(result.test_embeddings[i], dtype=np.float32)
+               for i, a in enumerate(result.agent_ids)}
+    save_file(tensors, str(path), metadata={"split": "test", "window": str(window),
+                                            "agents": ",".join(result.agent_ids)})
+
+
+def plot_run(rd: RunDir, result: OsmlResult, beta: float) -> None:
+    """The paper's figures for one run, under `plots/`."""
+    plots.similarity_matrices(rd.plots / "similarity.png", result.test_embeddings,
+                              result.agent_ids, beta=beta)
+    epochs = [row["epoch"] for row in result.metrics]
+    groups = [[g["agents"] for g in row["subcontexts"]] for row in result.metrics]
+    plots.subcontext_membership(rd.plots / "subcontexts.png", epochs, groups, result.agent_ids)
+    plots.osml_training(rd.plots / "training.png", result.metrics)

@@ -1,0 +1,161 @@
+"""PNG figures of a run: the OSM-L paper's Figs. 4–8 and generic curves any mode can reuse.
+
+Figures are built on `matplotlib.figure.Figure` with an Agg canvas, never through `pyplot`: no
+global figure registry to leak memory across the many runs of a benchmark or a test session, and
+no dependency on a display or on the process-wide backend setting.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from osmotic.osmosis.metrics import sim
+
+Curves = Mapping[str, Sequence[float | None]]
+"""Named series of values over the x axis; None (a JSON null) is a gap."""
+
+UNCLUSTERED_COLOUR = "#d9d9d9"
+_PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#393b79",
+]
+
+
+def similarity_matrices(path: str | Path, embeddings: np.ndarray, ids: Sequence[str], *,
+                        beta: float = 2.0, max_agents: int = 8) -> Path:
+    """sim(e_i^(t), e_j^(s)) over all test steps t, s for every pair of agents (paper Figs. 4–6).
+
+    A pair that shares a context shows a bright diagonal (same step, same meaning); a collapsed
+    pair shows a uniform square. Only the first `max_agents` agents are drawn: the number of
+    panels grows quadratically.
+    """
+    E = F.normalize(torch.as_tensor(np.asarray(embeddings, dtype=np.float32))[:max_agents], dim=-1)
+    pairs = list(combinations(range(len(E)), 2)) or [(0, 0)]
+    rows, cols = _grid(len(pairs))
+    fig = Figure(figsize=(3.1 * cols + 1.0, 3.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (i, j) in zip(axes.flat, pairs):
+        image = ax.imshow(sim(E[i] @ E[j].T, beta).numpy(), cmap="RdBu_r", vmin=-1, vmax=1,
+                          origin="lower", interpolation="nearest")
+        ax.set_title(f"agent {ids[i]} vs agent {ids[j]}", fontsize="medium")
+        ax.set_xlabel(f"test step s of {ids[j]}")
+        ax.set_ylabel(f"test step t of {ids[i]}")
+    for ax in axes.flat[len(pairs):]:
+        ax.set_axis_off()
+    fig.colorbar(image, ax=axes, shrink=0.8, label=f"sim = sign(cos)·|cos|^{beta:g}")
+    return _save(fig, path)
+
+
+def subcontext_membership(path: str | Path, epochs: Sequence[int],
+                          groups_per_epoch: Sequence[Sequence[Sequence[str]]],
+                          ids: Sequence[str]) -> Path:
+    """Which sub-context every agent is in after each epoch (paper Fig. 7).
+
+    Each distinct member set gets its own colour, so a sub-context that gains or loses a member
+    visibly changes colour; agents in no sub-context are grey.
+    """
+    row = {a: r for r, a in enumerate(ids)}
+    colour_of: dict[frozenset[str], int] = {}  # member set -> colour index, by first appearance
+    grid = np.zeros((len(ids), len(epochs)), dtype=int)
+    for col, groups in enumerate(groups_per_epoch):
+        for g in groups:
+            k = colour_of.setdefault(frozenset(g), len(colour_of) + 1)
+            grid[[row[a] for a in g], col] = k
+    colours = [UNCLUSTERED_COLOUR] + [_PALETTE[k % len(_PALETTE)] for k in range(len(colour_of))]
+    fig = Figure(figsize=(min(2.5 + 0.3 * len(epochs), 14), min(1.5 + 0.35 * len(ids), 12)),
+                 layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(colours) - 0.5,
+              aspect="auto", interpolation="nearest",
+              extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(ids) - 0.5, -0.5))
+    if len(ids) <= 40:
+        ax.set_yticks(range(len(ids)), [str(a) for a in ids])
+    ax.set_yticks(np.arange(len(ids) - 1) + 0.5, minor=True)
+    ax.grid(which="minor", axis="y", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="agent", title="sub-contexts over epochs")
+    legend = [Patch(color=UNCLUSTERED_COLOUR, label="no sub-context")] + [
+        Patch(color=colours[k], label=_members(g)) for g, k in list(colour_of.items())[:12]]
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    return _save(fig, path)
+
+
+def plot_curves(path: str | Path, x: Sequence[float], panels: Mapping[str, Curves], *,
+                xlabel: str = "epoch", title: str | None = None) -> Path:
+    """One panel per entry of `panels`, each with its named curves over `x`: plain lists in, so
+    any mode can draw its losses and accuracies (e.g. {"loss": {"train": [...], "test": [...]}})."""
+    fig, axes = _row_of_panels(len(panels), title)
+    for ax, (name, curves) in zip(axes, panels.items()):
+        _draw(ax, x, curves)
+        ax.set(title=name, xlabel=xlabel)
+    return _save(fig, path)
+
+
+def osml_training(path: str | Path, metrics: Sequence[Mapping[str, object]]) -> Path:
+    """Losses, context accuracy and rank score over epochs, with each sub-context's accuracy
+    dashed (paper Fig. 8). `metrics` are the rows of metrics.jsonl."""
+    x = [int(r["epoch"]) for r in metrics]
+    fig, (loss_ax, acc_ax) = _row_of_panels(2, None)
+    _draw(loss_ax, x, {"train": [r["train_loss"] for r in metrics],
+                       "test": [r["test_loss"] for r in metrics]})
+    loss_ax.set(title="context loss", xlabel="epoch")
+    _draw(acc_ax, x, {"context accuracy": [r["context_accuracy"] for r in metrics],
+                      "rank score": [r["rank_score"] for r in metrics]})
+    _draw(acc_ax, x, _per_subcontext(metrics), linestyle="--", linewidth=1)
+    acc_ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="rank chance")
+    acc_ax.set(title="test agreement", xlabel="epoch", ylim=(0, 1.02))
+    acc_ax.legend(fontsize="small", loc="lower right")
+    return _save(fig, path)
+
+
+def _per_subcontext(metrics: Sequence[Mapping[str, object]]) -> dict[str, list[float | None]]:
+    """Each sub-context's accuracy over epochs, None in the epochs it did not exist."""
+    out: dict[str, list[float | None]] = {}
+    for e, r in enumerate(metrics):
+        for sc in r["subcontexts"]:
+            out.setdefault(f"acc {_members(sc['agents'])}", [None] * len(metrics))[e] = sc["context_accuracy"]
+    return out
+
+
+def _draw(ax: Axes, x: Sequence[float], curves: Curves, **style: object) -> None:
+    for label, values in curves.items():
+        y = [math.nan if v is None else float(v) for v in values]
+        ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3, label=label, **style)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small")
+
+
+def _members(agents: Sequence[str] | frozenset[str]) -> str:
+    return "{" + ", ".join(sorted(agents, key=lambda a: (len(a), a))) + "}"
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _row_of_panels(n: int, title: str | None) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(5.0 * n, 3.8), layout="constrained")
+    axes = list(fig.subplots(1, n, squeeze=False).flat)
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    FigureCanvasAgg(fig)  # an explicit Agg canvas: no pyplot, no global backend
+    fig.savefig(path, dpi=110)
+    return Path(path)

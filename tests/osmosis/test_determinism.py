@@ -1,0 +1,24 @@
+"""The same seed gives the same numbers; another seed gives others."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from osmotic.osmosis.config import OsmlConfig
+from osmotic.osmosis.trainer import train_osml
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "train_seconds"}
+
+
+def test_same_seed_same_summary_other_seed_other_numbers(
+        tiny_context: Callable, tiny_config: Callable[..., OsmlConfig]) -> None:
+    train, test = tiny_context()
+    runs = [train_osml(tiny_config(agents=["0", "1", "M0"], seed=s), train, test, show_progress=False)
+            for s in (0, 0, 1)]
+    assert _numbers(runs[0].summary) == _numbers(runs[1].summary)
+    assert (runs[0].test_embeddings == runs[1].test_embeddings).all()
+    assert runs[0].history == runs[1].history
+    assert runs[0].summary["spread"] != runs[2].summary["spread"]
+    assert runs[0].summary["context_loss"] != runs[2].summary["context_loss"]

@@ -1,0 +1,90 @@
+"""The similarity, context accuracy, rank score and spread against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from osmotic.osmosis.metrics import (
+    context_accuracy,
+    pair_scores,
+    rank_score,
+    rank_scores,
+    sim,
+    spread,
+)
+
+
+def _unit(angle: float) -> list[float]:
+    return [math.cos(angle), math.sin(angle)]
+
+
+def _fixed_angle_pair(s: float, steps: int = 7) -> torch.Tensor:
+    """Two agents whose embeddings have cosine exactly `s` at every step (in rotating frames)."""
+    a = torch.tensor([_unit(0.4 * t) for t in range(steps)])
+    b = torch.tensor([_unit(0.4 * t + math.acos(s)) for t in range(steps)])
+    return torch.stack([a, 2.5 * b]).double()  # the norm must not matter
+
+
+def test_sim_is_signed_power_of_the_cosine() -> None:
+    cos = torch.tensor([-1.0, -0.5, 0.0, 0.3, 1.0])
+    assert torch.allclose(sim(cos), torch.tensor([-1.0, -0.25, 0.0, 0.09, 1.0]))
+    assert torch.allclose(sim(cos, beta=3.0), torch.tensor([-1.0, -0.125, 0.0, 0.027, 1.0]))
+    assert torch.allclose(sim(cos, beta=1.0), cos)
+
+
+@pytest.mark.parametrize("s", [0.9, 0.5, -0.6])
+def test_context_accuracy_counts_only_distinct_pairs(s: float) -> None:
+    E = _fixed_angle_pair(s)
+    (acc,) = context_accuracy(E, [[0, 1]], beta=2.0)
+    assert acc == pytest.approx(s**2)  # the published simulator's figure would be (1 + s²)/2
+    assert acc != pytest.approx((1 + s**2) / 2)
+
+
+def test_context_accuracy_per_group_and_singletons() -> None:
+    E = torch.cat([_fixed_angle_pair(0.9), _fixed_angle_pair(0.5)])  # agents 0-1 and 2-3
+    acc = context_accuracy(E, [[0, 1], [2, 3], [1]], beta=2.0)
+    assert acc[:2] == pytest.approx([0.81, 0.25])
+    assert math.isnan(acc[2])  # one agent has no pair
+
+
+def test_pair_scores_are_symmetric_with_unit_diagonal() -> None:
+    E = torch.randn(3, 11, 4, generator=torch.Generator().manual_seed(0))
+    scores = pair_scores(E)
+    assert torch.allclose(scores, scores.T)
+    assert torch.allclose(torch.diagonal(scores), torch.ones(3))
+
+
+def test_rank_score_of_a_constant_embedding_is_exactly_one_half() -> None:
+    varying = torch.randn(1, 9, 3, generator=torch.Generator().manual_seed(1))
+    constant = torch.tensor([0.3, -1.0, 2.0]).expand(1, 9, 3)
+    E = torch.cat([varying, constant])
+    assert rank_score(E, [[0, 1]]) == [0.5]  # exactly, whichever side is constant
+    assert rank_score(torch.cat([constant, constant]), [[0, 1]]) == [0.5]
+
+
+def test_rank_score_of_matched_distinct_embeddings_is_one() -> None:
+    E = torch.randn(1, 12, 5, generator=torch.Generator().manual_seed(2))
+    assert rank_score(torch.cat([E, 3 * E]), [[0, 1]]) == [pytest.approx(1.0)]
+
+
+def test_tied_similarities_share_their_mean_rank() -> None:
+    j = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # steps 0 and 1 look alike
+    E = torch.stack([j.clone(), j])
+    # t = 0 and t = 1: own step tied with one other -> rank 1.5 -> 1 - 0.5/2 = 0.75; t = 2: 1.0
+    assert rank_scores(E, 0, [1]).item() == pytest.approx((0.75 + 0.75 + 1.0) / 3)
+
+
+def test_rank_score_of_reversed_time_is_low() -> None:
+    angles = torch.linspace(0, math.pi / 2, 6)
+    a = torch.stack([angles.cos(), angles.sin()], -1)
+    (score,) = rank_score(torch.stack([a, a.flip(0)]), [[0, 1]])
+    assert score < 0.5
+
+
+def test_spread() -> None:
+    constant = torch.tensor([0.5, -2.0]).expand(1, 6, 2)
+    alternating = torch.tensor([[1.0, 2.0], [-1.0, -2.0]]).repeat(3, 1).unsqueeze(0)
+    out = spread(torch.cat([constant, alternating, 4 * alternating]))
+    assert out.tolist() == pytest.approx([0.0, 1.0, 1.0])  # scale-free; 0 means collapse
