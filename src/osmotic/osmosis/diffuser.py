@@ -46,7 +46,8 @@ class Diffuser:
         group_ctx = [self.strategy.aggregate(E[g]) for g in self.groups]
         for g, c in zip(self.groups, group_ctx):
             out[g] = c
-        loose = [i for i in range(self.n) if i not in set(self.clustered)]
+        clustered = set(self.clustered)
+        loose = [i for i in range(self.n) if i not in clustered]
         if loose:
             if self.unclustered == "self":
                 out[loose] = E[loose]
