@@ -1,11 +1,13 @@
 """Agents trained batched in one shard behave exactly as the same agents each in its own shard."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+from torch import Tensor
 
+from osmotic.engines.inprocess import cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.shard import OsmoticShard
 from osmotic.osmosis.trainer import make_engine
@@ -13,7 +15,14 @@ from osmotic.osmosis.trainer import make_engine
 IDS = ["0", "M0"]
 
 
-def _train_steps(shard: OsmoticShard, contexts: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Shards run under the engine's thread setting in a real run; tiny ops, one thread."""
+    with cpu_threads(1):
+        yield
+
+
+def _train_steps(shard: OsmoticShard, contexts: list[Tensor]) -> list[dict[str, Tensor]]:
     """Two lock-step updates; per step the embeddings, losses and gradients (Adam state counts)."""
     out = []
     for k, context in enumerate(contexts):
@@ -31,8 +40,8 @@ def test_batched_shard_equals_one_shard_per_agent(
     config = tiny_config(preserve=preserve)
     g = torch.Generator().manual_seed(0)
     contexts = [torch.randn(len(IDS), 20, config.dim, generator=g) for _ in range(2)]
-    batched = _train_steps(OsmoticShard(IDS, [train[a] for a in IDS], [test[a] for a in IDS], config),
-                           contexts)
+    shard = OsmoticShard(IDS, [train[a] for a in IDS], [test[a] for a in IDS], config)
+    batched = _train_steps(shard, contexts)
     for i, aid in enumerate(IDS):
         alone = _train_steps(OsmoticShard([aid], [train[aid]], [test[aid]], config),
                              [c[i : i + 1] for c in contexts])

@@ -15,8 +15,8 @@ def _numbers(summary: dict[str, Any]) -> dict[str, Any]:
 def test_same_seed_same_summary_other_seed_other_numbers(
         tiny_context: Callable, tiny_config: Callable[..., OsmlConfig]) -> None:
     train, test = tiny_context()
-    runs = [train_osml(tiny_config(agents=["0", "1", "M0"], seed=s), train, test, show_progress=False)
-            for s in (0, 0, 1)]
+    configs = [tiny_config(agents=["0", "1", "M0"], seed=s) for s in (0, 0, 1)]
+    runs = [train_osml(c, train, test, show_progress=False) for c in configs]
     assert _numbers(runs[0].summary) == _numbers(runs[1].summary)
     assert (runs[0].test_embeddings == runs[1].test_embeddings).all()
     assert runs[0].history == runs[1].history

@@ -25,7 +25,8 @@ def test_similarity_matrices_any_number_of_agents(tmp_path: Path) -> None:
 
 def test_membership_with_changing_and_missing_sub_contexts(tmp_path: Path) -> None:
     groups = [[["0", "1", "2"]], [], [["0", "1"]], [["0", "1"], ["2", "M0"]]]
-    path = plots.subcontext_membership(tmp_path / "m.png", [1, 2, 3, 4], groups, ["0", "1", "2", "M0"])
+    ids = ["0", "1", "2", "M0"]
+    path = plots.subcontext_membership(tmp_path / "m.png", [1, 2, 3, 4], groups, ids)
     assert _is_png(path)
 
 
@@ -37,10 +38,10 @@ def test_generic_curves_accept_gaps(tmp_path: Path) -> None:
 
 
 def test_osml_training_from_metric_rows(tmp_path: Path) -> None:
-    rows = [{"epoch": e, "train_loss": 2.0 / e, "test_loss": 2.2 / e, "context_accuracy": 0.5 + e / 10,
-             "rank_score": 0.6, "subcontexts": [{"agents": ["0", "1"], "context_accuracy": 0.9,
-                                                 "rank_score": 0.8}] if e > 1 else []}
-            for e in (1, 2, 3)]
+    found = [{"agents": ["0", "1"], "context_accuracy": 0.9, "rank_score": 0.8}]
+    rows = [{"epoch": e, "train_loss": 2.0 / e, "test_loss": 2.2 / e,
+             "context_accuracy": 0.5 + e / 10, "rank_score": 0.6,
+             "subcontexts": found if e > 1 else []} for e in (1, 2, 3)]
     assert _is_png(plots.osml_training(tmp_path / "t.png", rows))
 
 

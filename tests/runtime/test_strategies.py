@@ -44,7 +44,8 @@ def test_geometric_median_of_an_equilateral_triangle_is_its_centre() -> None:
 def test_geometric_median_at_an_obtuse_vertex() -> None:
     # With an angle of 120° or more at a vertex, that vertex is the Fermat point.
     x = _points([0.0, 0.0], [10.0, 0.5], [-10.0, 0.5])
-    assert GeometricMedian(iterations=500).aggregate(x).tolist()[0] == pytest.approx([0, 0], abs=1e-6)
+    median = GeometricMedian(iterations=500).aggregate(x)
+    assert median.tolist()[0] == pytest.approx([0, 0], abs=1e-6)
 
 
 def test_geometric_median_in_one_dimension_is_the_median_and_ignores_an_outlier() -> None:

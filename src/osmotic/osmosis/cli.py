@@ -108,9 +108,16 @@ def resolve(settings: dict[str, Any], origin: str, base: OsmlConfig | None = Non
 
 
 def _one_line(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}"
-                     + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
-                     for err in e.errors())
+    """Each error as `field: message (got value)`; a model-level check names its own field."""
+    parts = []
+    for err in e.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:
+            parts.append(msg)
+            continue
+        got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
+        parts.append(f"{'.'.join(map(str, err['loc']))}: {msg}{got}")
+    return "; ".join(parts)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -158,7 +165,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The three presets on generated data, and on the paper's files when this workspace has them."""
+    """The three presets on generated data, and on the paper's files when they are here."""
     sources: dict[str, Path | None] = {"generated": None}
     if ex.PAPER_DATA.is_dir():
         sources["paper"] = ex.PAPER_DATA
@@ -166,27 +173,33 @@ def _demo(args: argparse.Namespace) -> int:
     for label, data_dir in sources.items():
         for name in ex.EXPERIMENTS:
             print(f"{name} on {label} data ...", flush=True)
-            done = ex.reproduce(name, data_dir=data_dir, seed=args.seed,
-                                out=args.out / label / f"{name}-seed{args.seed}", epochs=args.epochs)
+            out = args.out / label / f"{name}-seed{args.seed}"
+            done = ex.reproduce(name, data_dir=data_dir, seed=args.seed, out=out,
+                                epochs=args.epochs)
             rows.append((name, label, done))
     print()
     print(results_table(rows))
-    print(f"\nrun directories: {args.out}/<data>/<experiment>-seed{args.seed}/ "
-          "(summary.json, metrics.jsonl, embeddings); plots in their plots/ folders, e.g.")
-    for _, _, done in rows[:3]:
-        print(f"  {done.dir.plots}/similarity.png")
+    print("\nEach run directory holds summary.json, metrics.jsonl, clusterings.json, "
+          "embeddings.safetensors and plots/: similarity.png (paper Figs. 4-6), "
+          "subcontexts.png (Fig. 7), training.png (Fig. 8).")
+    for name, label, done in rows:
+        print(f"  {name} on {label} data: {done.dir.path}")
     return 0
 
 
 def results_table(rows: Sequence[tuple[str, str, ex.Run]]) -> str:
-    """Plain-text table: experiment, data, sub-contexts found, accuracy, rank score, seconds."""
-    header = ("experiment", "data", "sub-contexts", "unclustered", "accuracy", "rank", "train s")
+    """Plain-text table: experiment, data, sub-contexts found with their accuracy and rank
+    score, the overall figures, unclustered agents, training seconds."""
+    header = ("experiment", "data", "sub-contexts (accuracy/rank)", "accuracy", "rank",
+              "unclustered", "train s")
     lines = [header]
     for name, label, done in rows:
         s = done.summary
-        found = " ".join("{" + ",".join(sc["agents"]) + "}" for sc in s["subcontexts"]) or "-"
-        lines.append((name, label, found, ",".join(s["unclustered"]) or "-",
-                      _fmt(s["context_accuracy"]), _fmt(s["rank_score"]), f"{s['train_seconds']:.1f}"))
+        found = "  ".join(f"{{{','.join(sc['agents'])}}} {_fmt(sc['context_accuracy'], 3)}/"
+                          f"{_fmt(sc['rank_score'], 2)}" for sc in s["subcontexts"])
+        lines.append((name, label, found or "none", _fmt(s["context_accuracy"]),
+                      _fmt(s["rank_score"]), ",".join(s["unclustered"]) or "-",
+                      f"{s['train_seconds']:.1f}"))
     widths = [max(len(r[c]) for r in lines) for c in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in lines)
 
@@ -199,16 +212,16 @@ def _report(done: ex.Run, as_json: bool) -> int:
         return 0
     print(f"run directory: {done.dir.path}  (plots in {done.dir.plots})")
     for sc in s["subcontexts"]:
-        print(f"  sub-context {{{', '.join(sc['agents'])}}}: accuracy {_fmt(sc['context_accuracy'])}"
-              f", rank {_fmt(sc['rank_score'])}")
+        print(f"  sub-context {{{', '.join(sc['agents'])}}}: "
+              f"accuracy {_fmt(sc['context_accuracy'])}, rank {_fmt(sc['rank_score'])}")
     print(f"  unclustered: {', '.join(s['unclustered']) or 'none'}")
     print(f"  context accuracy {_fmt(s['context_accuracy'])}, rank score {_fmt(s['rank_score'])}, "
           f"{s['epochs']} epochs in {s['train_seconds']:.1f} s of training")
     return 0
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -258,6 +271,7 @@ def _key_value(value_type: type) -> Any:
         try:
             return key, value_type(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a {value_type.__name__}") from None
+            raise argparse.ArgumentTypeError(
+                f"{key}: {value!r} is not a {value_type.__name__}") from None
 
     return parse

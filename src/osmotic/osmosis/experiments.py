@@ -14,6 +14,7 @@ source says where the series come from (the paper's CSV files, any CSV pair, or 
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.trainer import OsmlResult, train_osml
 from osmotic.report import plots
 from osmotic.report.rundir import RunDir, write_json
+from osmotic.runtime.strategies import STRATEGIES, make_strategy
 
 Context = Literal["simple", "complex"]
 RUNS_ROOT = Path("runs/osml")
@@ -115,7 +117,8 @@ def source_from_record(record: Mapping[str, Any]) -> Source:
         return CsvSource(Path(record["train"]), Path(record["test"]))
     if set(record) == {"generated", "seed"}:
         return GeneratedSource(record["generated"], int(record["seed"]))
-    raise ValueError(f"data: expected keys train and test, or generated and seed; got {sorted(record)}")
+    raise ValueError("data: expected keys train and test, or generated and seed; "
+                     f"got {sorted(record)}")
 
 
 @dataclass
@@ -134,17 +137,33 @@ class Run:
 def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
         source: Mapping[str, Any] | None = None, show_progress: bool | None = None) -> Run:
     """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc)."""
-    if config.agents is not None:  # fail before any file is written, naming the unknown agent
+    check_before_writing(config, train, test)
+    if config.agents is not None:
         train, test = select(train, config.agents), select(test, config.agents)
     rd = RunDir(out)
     rd.write_config({**config.model_dump(), "data": dict(source or {})})
     rd.reset_metrics()
     result = train_osml(config, train, test, log=rd.log_metrics, show_progress=show_progress)
-    write_json(rd.file("clusterings.json"), {"agents": result.agent_ids, "clusterings": result.history})
+    write_json(rd.file("clusterings.json"),
+               {"agents": result.agent_ids, "clusterings": result.history})
     save_embeddings(rd.file("embeddings.safetensors"), result, config.window)
     plot_run(rd, result, config.beta)
     rd.write_summary(result.summary)
     return Run(rd, result)
+
+
+def check_before_writing(config: OsmlConfig, train: Series, test: Series) -> None:
+    """Fail before any file is written, naming the culprit: unknown agents, a strategy's
+    parameters (OsmlConfig checks the strategy's name only)."""
+    if config.agents is not None:
+        select(train, config.agents)
+        select(test, config.agents)
+    accepted = sorted(inspect.signature(STRATEGIES[config.strategy]).parameters)
+    unknown = sorted(set(config.strategy_params) - set(accepted))
+    if unknown:
+        raise ValueError(f"strategy_params: {config.strategy} takes {accepted or 'none'}, "
+                         f"not {unknown[0]!r}")
+    make_strategy(config.strategy, **config.strategy_params)  # checks the values
 
 
 def run_source(config: OsmlConfig, source: Source, out: str | Path, *,
@@ -154,8 +173,9 @@ def run_source(config: OsmlConfig, source: Source, out: str | Path, *,
     return run(config, train, test, out, source=source.record(), show_progress=show_progress)
 
 
-def reproduce(name: str, *, data_dir: Path | None = None, seed: int = 0, out: str | Path | None = None,
-              show_progress: bool | None = None, **overrides: Any) -> Run:
+def reproduce(name: str, *, data_dir: Path | None = None, seed: int = 0,
+              out: str | Path | None = None, show_progress: bool | None = None,
+              **overrides: Any) -> Run:
     """One of the paper's experiments, on its CSV files under `data_dir` or on generated data."""
     exp = EXPERIMENTS[name]
     config = exp.config(seed=seed, **overrides)

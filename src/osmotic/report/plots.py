@@ -126,7 +126,8 @@ def _per_subcontext(metrics: Sequence[Mapping[str, object]]) -> dict[str, list[f
     out: dict[str, list[float | None]] = {}
     for e, r in enumerate(metrics):
         for sc in r["subcontexts"]:
-            out.setdefault(f"acc {_members(sc['agents'])}", [None] * len(metrics))[e] = sc["context_accuracy"]
+            curve = out.setdefault(f"acc {_members(sc['agents'])}", [None] * len(metrics))
+            curve[e] = sc["context_accuracy"]
     return out
 
 
