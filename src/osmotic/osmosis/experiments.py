@@ -49,8 +49,9 @@ class Experiment:
 
     def config(self, **overrides: Any) -> OsmlConfig:
         """The preset's config with `overrides` on top (None values leave a setting alone)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
         preset = {"agents": list(self.agents), **self.settings}
-        return OsmlConfig().with_overrides(**{**preset, **overrides})
+        return OsmlConfig().with_overrides(**{**preset, **given})
 
 
 EXPERIMENTS: dict[str, Experiment] = {

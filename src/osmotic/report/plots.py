@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from itertools import combinations
+from itertools import combinations, cycle
 from pathlib import Path
 
 import numpy as np
@@ -106,15 +106,18 @@ def plot_curves(path: str | Path, x: Sequence[float], panels: Mapping[str, Curve
 
 def osml_training(path: str | Path, metrics: Sequence[Mapping[str, object]]) -> Path:
     """Losses, context accuracy and rank score over epochs, with each sub-context's accuracy
-    dashed (paper Fig. 8). `metrics` are the rows of metrics.jsonl."""
+    dashed in its colour of `subcontext_membership` (paper Fig. 8). `metrics` are the rows of
+    metrics.jsonl."""
     x = [int(r["epoch"]) for r in metrics]
     fig, (loss_ax, acc_ax) = _row_of_panels(2, None)
     _draw(loss_ax, x, {"train": [r["train_loss"] for r in metrics],
                        "test": [r["test_loss"] for r in metrics]})
     loss_ax.set(title="context loss", xlabel="epoch")
-    _draw(acc_ax, x, {"context accuracy": [r["context_accuracy"] for r in metrics],
-                      "rank score": [r["rank_score"] for r in metrics]})
-    _draw(acc_ax, x, _per_subcontext(metrics), linestyle="--", linewidth=1)
+    _draw(acc_ax, x, {"context accuracy": [r["context_accuracy"] for r in metrics]}, color="black")
+    _draw(acc_ax, x, {"rank score": [r["rank_score"] for r in metrics]}, color="black",
+          linestyle=":", marker="s")
+    for (label, values), colour in zip(_per_subcontext(metrics).items(), cycle(_PALETTE)):
+        _draw(acc_ax, x, {label: values}, color=colour, linestyle="--", linewidth=1)
     acc_ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="rank chance")
     acc_ax.set(title="test agreement", xlabel="epoch", ylim=(0, 1.02))
     acc_ax.legend(fontsize="small", loc="lower right")
@@ -122,7 +125,8 @@ def osml_training(path: str | Path, metrics: Sequence[Mapping[str, object]]) -> 
 
 
 def _per_subcontext(metrics: Sequence[Mapping[str, object]]) -> dict[str, list[float | None]]:
-    """Each sub-context's accuracy over epochs, None in the epochs it did not exist."""
+    """Each sub-context's accuracy over epochs, None in the epochs it did not exist; in order of
+    first appearance, as `subcontext_membership` assigns its colours."""
     out: dict[str, list[float | None]] = {}
     for e, r in enumerate(metrics):
         for sc in r["subcontexts"]:
@@ -134,7 +138,8 @@ def _per_subcontext(metrics: Sequence[Mapping[str, object]]) -> dict[str, list[f
 def _draw(ax: Axes, x: Sequence[float], curves: Curves, **style: object) -> None:
     for label, values in curves.items():
         y = [math.nan if v is None else float(v) for v in values]
-        ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3, label=label, **style)
+        ax.plot(x, y, **{"marker": "o" if len(x) <= 30 else None, "markersize": 3, **style},
+                label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
 
