@@ -46,6 +46,10 @@ class OsmlConfig(BaseModel):
     seed: int = 0
     threads: int = Field(1, ge=1, description="CPU threads for tensor operations (ours)")
     engine: Literal["inprocess", "ray"] = "inprocess"
+    actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
+                               "most one per agent)")
+    ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
+                                    "HOST:PORT); default: start a local instance")
 
     @model_validator(mode="after")
     def _known_strategy(self) -> OsmlConfig:

@@ -41,9 +41,18 @@ def make_shards(config: OsmlConfig, train: Series, test: Series) -> list[Osmotic
 
 
 def make_engine(config: OsmlConfig, train: Series, test: Series) -> Any:
-    if config.engine != "inprocess":
-        raise ValueError(f"engine {config.engine!r} is not available yet; use 'inprocess'")
-    return InProcessEngine(make_shards(config, train, test), list(train))
+    """The engine that hosts the agents: in this process, or sharded over Ray actors."""
+    def build(chunk: list[str]) -> Any:
+        part_train = {a: train[a] for a in chunk}
+        part_test = {a: test[a] for a in chunk}
+        return lambda: InProcessEngine(make_shards(config, part_train, part_test), chunk)
+
+    if config.engine == "ray":
+        from osmotic.engines.ray import RayEngine
+
+        return RayEngine(list(train), build, actors=config.actors, address=config.ray_address,
+                         threads=config.threads)
+    return build(list(train))()
 
 
 def _batches(n: int, size: int) -> list[tuple[int, int]]:
@@ -93,6 +102,16 @@ def _train(config: OsmlConfig, train: Series, test: Series, log: Any,
     ids = list(train)
     torch.manual_seed(config.seed)
     engine = make_engine(config, train, test)
+    try:
+        return _loop(config, engine, train, test, log, show_progress)
+    finally:
+        if hasattr(engine, "shutdown"):
+            engine.shutdown()
+
+
+def _loop(config: OsmlConfig, engine: Any, train: Series, test: Series, log: Any,
+          show_progress: bool | None) -> OsmlResult:
+    ids = list(train)
     diffuser = Diffuser(len(ids), make_strategy(config.strategy, **config.strategy_params),
                         unclustered=config.unclustered, threshold=config.threshold,
                         beta=config.beta, samples=config.cluster_samples,

@@ -1,0 +1,90 @@
+"""The OSM-L paper's three experiments over seeds 0–4: the README's results table.
+
+For each experiment, data source (the paper's CSV files, our generator) and preservation term,
+it trains with seeds 0–4 and reports mean ± standard deviation of the test metrics and how
+often each acceptance criterion held. Writes `benchmarks/results/osml_reproduce.md`.
+
+    .venv/bin/python benchmarks/osml_reproduce.py [--seeds 0 1 2 3 4] [--preserve ...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from osmotic.osmosis.experiments import EXPERIMENTS, CsvSource, GeneratedSource, PAPER_DATA
+from osmotic.osmosis.trainer import train_osml
+
+OUT = Path(__file__).parent / "results" / "osml_reproduce.md"
+
+
+def _sub(s: dict[str, Any], agents: str) -> dict[str, Any] | None:
+    return next((g for g in s["subcontexts"] if " ".join(g["agents"]) == agents), None)
+
+
+def _groups(s: dict[str, Any]) -> list[str]:
+    return sorted(" ".join(g["agents"]) for g in s["subcontexts"])
+
+
+# Per experiment: the numbers to average and the per-seed criterion (issue 2, §7).
+REPORTS: dict[str, tuple[dict[str, Callable[[dict], float]], Callable[[dict], bool]]] = {
+    "simple": ({"acc": lambda s: s["context_accuracy"], "rank": lambda s: s["rank_score"],
+                "min spread": lambda s: min(s["spread"].values())},
+               lambda s: _groups(s) == ["0 1"]),
+    "robust": ({"acc 0-1": lambda s: (_sub(s, "0 1") or {}).get("context_accuracy", float("nan")),
+                "rank 0-1": lambda s: (_sub(s, "0 1") or {}).get("rank_score", float("nan"))},
+               lambda s: _groups(s) == ["0 1"] and s["unclustered"] == ["M0", "M1"]),
+    "complex": ({"acc 0-1": lambda s: (_sub(s, "0 1") or {}).get("context_accuracy", float("nan")),
+                 "acc 2-3-4": lambda s: (_sub(s, "2 3 4") or {}).get("context_accuracy", float("nan")),
+                 "rank 0-1": lambda s: (_sub(s, "0 1") or {}).get("rank_score", float("nan")),
+                 "rank 2-3-4": lambda s: (_sub(s, "2 3 4") or {}).get("rank_score", float("nan"))},
+                lambda s: _groups(s) == ["0 1", "2 3 4"]),
+}
+EXPECTED = {"simple": "{0,1}", "robust": "{0,1}; M0, M1 alone", "complex": "{0,1}, {2,3,4}"}
+
+
+def _fmt(values: list[float]) -> str:
+    ok = [v for v in values if v == v]
+    if not ok:
+        return "–"
+    sd = statistics.stdev(ok) if len(ok) > 1 else 0.0
+    return f"{statistics.mean(ok):.4f} ± {sd:.4f}" + (f" ({len(ok)}/{len(values)})" if len(ok) < len(values) else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--preserve", nargs="+", default=["reconstruction", "infonce", "reference"])
+    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
+    args = ap.parse_args()
+    sources = ["paper", "generated"] if PAPER_DATA.is_dir() else ["generated"]
+    lines = ["| experiment | data | preserve | " + "metrics (mean ± sd over seeds)"
+             + " | expected sub-contexts found | train s (mean) |", "|---|---|---|---|---|---|"]
+    for name in args.experiments:
+        exp = EXPERIMENTS[name]
+        stats, criterion = REPORTS[name]
+        for src in sources:
+            for preserve in args.preserve:
+                summaries = []
+                for seed in args.seeds:
+                    source = (CsvSource.paper(PAPER_DATA, exp.context) if src == "paper"
+                              else GeneratedSource(exp.context, seed))
+                    train, test = source.load(10)
+                    config = exp.config(seed=seed, preserve=preserve)
+                    summaries.append(train_osml(config, train, test, show_progress=False).summary)
+                cells = "; ".join(f"{k} {_fmt([f(s) for s in summaries])}" for k, f in stats.items())
+                found = sum(criterion(s) for s in summaries)
+                secs = statistics.mean(s["train_seconds"] for s in summaries)
+                row = (f"| {name} | {src} | {preserve} | {cells} | {found}/{len(summaries)} "
+                       f"({EXPECTED[name]}) | {secs:.1f} |")
+                print(row, flush=True)
+                lines.append(row)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text("\n".join(lines) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
