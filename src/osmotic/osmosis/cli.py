@@ -32,11 +32,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = osml.add_subparsers(dest="osml_command", required=True)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
-    rep.add_argument("experiment", choices=list(ex.EXPERIMENTS))
+    rep.add_argument("experiment", choices=list(ex.EXPERIMENTS), help="; ".join(
+        f"{e.name}: agents {', '.join(e.agents)} of the {e.context} context, {e.about}"
+        for e in ex.EXPERIMENTS.values()))
     rep.add_argument("--data", type=Path, help="folder with the paper's <context>-context/"
                      "{train,test}_data.csv (default: generate the context from --seed)")
     _add_output_options(rep)
-    add_config_options(rep, only=REPRODUCE_OPTIONS)
+    add_config_options(rep, only=REPRODUCE_OPTIONS, presets=list(ex.EXPERIMENTS.values()))
     rep.set_defaults(func=_reproduce)
 
     run = sub.add_parser("run", help="run OSM-L on any CSV pair in the paper's layout")
@@ -62,13 +64,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
-def add_config_options(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """One option per OsmlConfig field (or the fields in `only`); unset options stay None."""
-    group = parser.add_argument_group("settings (default: the paper's)")
+def add_config_options(parser: argparse.ArgumentParser, only: Sequence[str] | None = None,
+                       presets: Sequence[ex.Experiment] = ()) -> None:
+    """One option per OsmlConfig field (or the fields in `only`); unset options stay None.
+    With `presets`, the help shows each preset's own default where they differ."""
+    group = parser.add_argument_group("settings (OsmlConfig fields)")
+    configs = {e.name: e.config() for e in presets}
     for name, info in OsmlConfig.model_fields.items():
         if only is None or name in only:
+            defaults = {k: getattr(c, name) for k, c in configs.items()}
             group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                               help=_help(info), **_argparse_type(name, info.annotation))
+                               help=_help(info, defaults), **_argparse_type(name, info.annotation))
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -230,8 +236,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print summary.json as the last line")
 
 
-def _help(info: FieldInfo) -> str:
+def _help(info: FieldInfo, per_preset: dict[str, Any]) -> str:
     default = info.default_factory() if info.default_factory else info.default
+    if len({repr(v) for v in per_preset.values()}) > 1:
+        default = ", ".join(f"{v} for {k}" for k, v in per_preset.items())
     text = f"{info.description or ''} (default: {default})".strip()
     return text.replace("%", "%%")  # argparse formats help strings with %
 

@@ -138,9 +138,10 @@ class Run:
 def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
         source: Mapping[str, Any] | None = None, show_progress: bool | None = None) -> Run:
     """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc)."""
-    check_before_writing(config, train, test)
+    # Everything that can be refused is refused before any file is written.
     if config.agents is not None:
         train, test = select(train, config.agents), select(test, config.agents)
+    check_strategy_params(config)
     rd = RunDir(out)
     rd.write_config({**config.model_dump(), "data": dict(source or {})})
     rd.reset_metrics()
@@ -153,12 +154,9 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
     return Run(rd, result)
 
 
-def check_before_writing(config: OsmlConfig, train: Series, test: Series) -> None:
-    """Fail before any file is written, naming the culprit: unknown agents, a strategy's
-    parameters (OsmlConfig checks the strategy's name only)."""
-    if config.agents is not None:
-        select(train, config.agents)
-        select(test, config.agents)
+def check_strategy_params(config: OsmlConfig) -> None:
+    """The strategy's parameters, by name and value (OsmlConfig checks the strategy's name only,
+    and the trainer would only find out after the run directory exists)."""
     accepted = sorted(inspect.signature(STRATEGIES[config.strategy]).parameters)
     unknown = sorted(set(config.strategy_params) - set(accepted))
     if unknown:
