@@ -96,9 +96,12 @@ def test_a_run_config_repeats_the_run_beside_it(capsys: Capsys, csvs: Csvs) -> N
 
 
 def test_options_override_the_config_file(capsys: Capsys, csvs: Csvs) -> None:
-    Path("c.yaml").write_text("alpha: 0.7\nstrategy: trimmed_mean\nstrategy_params: {trim: 0.1}\n")
-    code, out, _ = _run(capsys, csvs, "--config", "c.yaml", "--alpha", "0.6", "--agents", "0", "1",
-                        "--epochs", "1", "--no-sphere")
+    """A hand-written config: settings, and data paths relative to the file's folder."""
+    Path("cfg").mkdir()
+    Path("cfg/c.yaml").write_text("alpha: 0.7\nstrategy: trimmed_mean\nstrategy_params: {trim: 0.1}"
+                                  "\ndata: {train: ../train.csv, test: ../test.csv}\n")
+    code, out, _ = _osml(capsys, "run", "--config", "cfg/c.yaml", *TINY_OPTIONS, "--alpha", "0.6",
+                         "--agents", "0", "1", "--epochs", "1", "--no-sphere")
     assert code == 0
     assert "runs/osml/run-seed0" in out and "rank score" in out  # the human report
     written = Path("runs/osml/run-seed0/config.yaml").read_text()

@@ -45,8 +45,11 @@ def test_sources_round_trip_through_their_record(tmp_path: Path) -> None:
     assert source_from_record(csv.record()) == CsvSource(csv.train.resolve(), csv.test.resolve())
     generated = GeneratedSource("simple", 7)
     assert source_from_record(generated.record()) == generated
-    with pytest.raises(ValueError, match="data: expected"):
-        source_from_record({"train": "a.csv"})
+    relative = source_from_record({"train": "a.csv", "test": "/b.csv"}, relative_to=tmp_path)
+    assert relative == CsvSource(tmp_path / "a.csv", Path("/b.csv"))
+    for bad in ({"train": "a.csv"}, "a.csv"):
+        with pytest.raises(ValueError, match="data: expected"):
+            source_from_record(bad)
 
 
 def test_a_missing_paper_file_is_named(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def load_config_file(path: Path) -> tuple[OsmlConfig, dict[str, Any] | None]:
     raw = {} if raw is None else raw
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise CliError(f"{path}: expected a mapping of setting: value")
-    data = raw.pop("data", None) or None
+    data = raw.pop("data", None)
     return resolve(raw, str(path)), data
 
 
@@ -151,7 +151,7 @@ def _run_source(args: argparse.Namespace, data: dict[str, Any] | None) -> ex.Sou
     if data is None:
         raise CliError("give --train and --test (or a --config with a data section)")
     try:
-        return ex.source_from_record(data)
+        return ex.source_from_record(data, relative_to=args.config.parent)
     except ValueError as e:
         raise CliError(f"{args.config}: {e}") from None
 

@@ -112,14 +112,16 @@ class GeneratedSource:
         return {"generated": self.context, "seed": self.seed}
 
 
-def source_from_record(record: Mapping[str, Any]) -> Source:
-    """Inverse of `Source.record`: read back the `data:` section of a run's config.yaml."""
-    if set(record) == {"train", "test"}:
-        return CsvSource(Path(record["train"]), Path(record["test"]))
-    if set(record) == {"generated", "seed"}:
+def source_from_record(record: Any, relative_to: Path = Path()) -> Source:
+    """Inverse of `Source.record`: read back the `data:` section of a config file; relative
+    paths are taken from the file's folder, `relative_to`, as a reader of the file would."""
+    keys = set(record) if isinstance(record, Mapping) else None
+    if keys == {"train", "test"}:
+        return CsvSource(relative_to / record["train"], relative_to / record["test"])
+    if keys == {"generated", "seed"}:
         return GeneratedSource(record["generated"], int(record["seed"]))
-    raise ValueError("data: expected keys train and test, or generated and seed; "
-                     f"got {sorted(record)}")
+    raise ValueError("data: expected a mapping with keys train and test, or generated and seed; "
+                     f"got {record!r}")
 
 
 @dataclass
