@@ -12,6 +12,7 @@ from safetensors.numpy import load_file
 from osmotic.cli import main
 from osmotic.data.timeseries import read_csv, write_csv
 from osmotic.osmosis import experiments
+from osmotic.osmosis.config import OsmlConfig
 
 Capsys = pytest.CaptureFixture[str]
 Csvs = tuple[Path, Path]
@@ -78,7 +79,9 @@ def test_run_writes_every_file_and_prints_the_summary_last(capsys: Capsys, csvs:
     clusterings = json.loads(Path("r/clusterings.json").read_text())
     assert clusterings["agents"] == agents and len(clusterings["clusterings"]) == 2
     embeddings = load_file("r/embeddings.safetensors")
-    assert {a: e.shape for a, e in embeddings.items()} == {a: (40 - 10 + 1, 5) for a in agents}
+    d = OsmlConfig()
+    assert {a: e.shape for a, e in embeddings.items()} == {
+        a: (40 - d.window + 1, d.dim) for a in agents}
     assert sorted(p.name for p in Path("r/plots").iterdir()) == [
         "similarity.png", "subcontexts.png", "training.png"]
 
