@@ -47,3 +47,14 @@ class InProcessEngine:
             losses.append(sh.step(C[offset : offset + n]))
             offset += n
         return torch.cat(losses)[self._perm]
+
+    def state(self) -> dict[str, Tensor]:
+        return {k: v for sh in self.shards for k, v in sh.state().items()}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        for sh in self.shards:
+            sh.load_state(state)
+
+    def recover(self) -> None:
+        """Nothing runs elsewhere, so nothing can be lost."""
+

@@ -48,6 +48,9 @@ class OsmlConfig(BaseModel):
     engine: Literal["inprocess", "ray"] = "inprocess"
     actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
                                "most one per agent)")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    restart_failed: bool = Field(False, description="recreate lost Ray actors from the last "
+                                 "checkpoint and go on, instead of stopping")
     ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
                                     "HOST:PORT); default: start a local instance")
 

@@ -8,6 +8,7 @@ it has seen. It never sees data or weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,3 +76,25 @@ class Diffuser:
         record = Clustering(epoch, groups, scores, ranks)
         self.history.append(record)
         return record
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """(tensors, JSON-able rest) for a checkpoint: the embeddings kept for the next
+        clustering, the sub-contexts, the clustering history and the sampling RNG."""
+        steps = sorted(self._seen)
+        tensors = {"seen": torch.stack([self._seen[t] for t in steps], 1)} if steps else {}
+        return tensors, {
+            "seen_steps": steps,
+            "groups": self.groups,
+            "rng": self.rng.bit_generator.state,
+            "history": [{"epoch": c.epoch, "groups": c.groups, "scores": c.scores.tolist(),
+                         "ranks": c.ranks.tolist()} for c in self.history],
+        }
+
+    def load_state(self, tensors: dict[str, Tensor], rest: dict[str, Any]) -> None:
+        seen = tensors.get("seen")
+        self._seen = {t: seen[:, k].clone() for k, t in enumerate(rest["seen_steps"])}
+        self.groups = [list(g) for g in rest["groups"]]
+        self.rng.bit_generator.state = rest["rng"]
+        self.history = [Clustering(h["epoch"], h["groups"], np.array(h["scores"]),
+                                   np.array(h["ranks"])) for h in rest["history"]]
+

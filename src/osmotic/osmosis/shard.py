@@ -79,3 +79,36 @@ class OsmoticShard:
         loss.sum().backward()  # agents share no parameter: this is every agent's own gradient
         self.optimizer.step()
         return loss.detach()
+
+    # -- checkpoints: keyed per agent, so a checkpoint resumes on any grouping of agents ------
+    def state(self) -> dict[str, Tensor]:
+        """Every agent's parameters, Adam moments and noise-generator state, keyed
+        `<agent>/<kind>/<name>`; Adam's step count is shared (agents step together)."""
+        out: dict[str, Tensor] = {}
+        for name, p in self.pop.params.items():
+            moments = self.optimizer.state.get(p, {})
+            for i, a in enumerate(self.agent_ids):
+                out[f"{a}/param/{name}"] = p.detach()[i].clone()
+                for m in ("exp_avg", "exp_avg_sq"):
+                    if m in moments:
+                        out[f"{a}/{m}/{name}"] = moments[m][i].clone()
+            if "step" in moments:
+                out["_adam_step"] = moments["step"].clone()
+        for a, g in zip(self.agent_ids, self.pop.generators):
+            out[f"{a}/rng/noise"] = g.get_state()
+        return out
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Inverse of `state` for this shard's agents (the checkpoint may hold more)."""
+        with torch.no_grad():
+            for name, p in self.pop.params.items():
+                p.copy_(torch.stack([state[f"{a}/param/{name}"] for a in self.agent_ids]))
+                if "_adam_step" in state:
+                    self.optimizer.state[p] = {
+                        "step": state["_adam_step"].clone(),
+                        **{m: torch.stack([state[f"{a}/{m}/{name}"] for a in self.agent_ids])
+                           for m in ("exp_avg", "exp_avg_sq")},
+                    }
+        for a, g in zip(self.agent_ids, self.pop.generators):
+            g.set_state(state[f"{a}/rng/noise"])
+

@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from osmotic.engines import AgentsLost, RunInterrupted
 from osmotic.engines.inprocess import InProcessEngine, cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.diffuser import Diffuser
 from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
 from osmotic.osmosis.shard import OsmoticShard, objective
 from osmotic.report.progress import progress
+from osmotic.report.rundir import RunDir
+from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
@@ -51,7 +55,7 @@ def make_engine(config: OsmlConfig, train: Series, test: Series) -> Any:
         from osmotic.engines.ray import RayEngine
 
         return RayEngine(list(train), build, actors=config.actors, address=config.ray_address,
-                         threads=config.threads)
+                         threads=config.threads, restart=config.restart_failed)
     return build(list(train))()
 
 
@@ -87,86 +91,150 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
     }
 
 
-def train_osml(config: OsmlConfig, train: Series, test: Series, *,
-               log: Any = None, show_progress: bool | None = None) -> OsmlResult:
-    """Train OSM-L on `train`, evaluate on `test` every epoch; `log(row)` receives each epoch."""
-    with cpu_threads(config.threads):
-        return _train(config, train, test, log, show_progress)
+def train_osml(config: OsmlConfig, train: Series, test: Series, *, run_dir: RunDir | None = None,
+               resume: bool = False, log: Any = None,
+               show_progress: bool | None = None) -> OsmlResult:
+    """Train OSM-L on `train`, evaluating on `test` after every epoch.
 
-
-def _train(config: OsmlConfig, train: Series, test: Series, log: Any,
-           show_progress: bool | None) -> OsmlResult:
+    With `run_dir`, each epoch's metrics are appended to its `metrics.jsonl` and a checkpoint
+    (`checkpoint.safetensors`) is written every `checkpoint_every` epochs; `resume` continues
+    from that checkpoint and ends with the numbers the uninterrupted run would have produced.
+    `log(row)` also receives every epoch's row.
+    """
     if config.agents is not None:
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
-    ids = list(train)
-    torch.manual_seed(config.seed)
-    engine = make_engine(config, train, test)
-    try:
-        return _loop(config, engine, train, test, log, show_progress)
-    finally:
-        if hasattr(engine, "shutdown"):
-            engine.shutdown()
+    with cpu_threads(config.threads):
+        torch.manual_seed(config.seed)
+        engine = make_engine(config, train, test)
+        try:
+            return _Run(config, engine, train, test, run_dir, log).train(resume, show_progress)
+        finally:
+            if hasattr(engine, "shutdown"):
+                engine.shutdown()
 
 
-def _loop(config: OsmlConfig, engine: Any, train: Series, test: Series, log: Any,
-          show_progress: bool | None) -> OsmlResult:
-    ids = list(train)
-    diffuser = Diffuser(len(ids), make_strategy(config.strategy, **config.strategy_params),
-                        unclustered=config.unclustered, threshold=config.threshold,
-                        beta=config.beta, samples=config.cluster_samples,
-                        min_rank=config.min_rank, seed=config.seed)
-    n_train = next(iter(train.values())).shape[0] - config.window + 1
-    n_test = next(iter(test.values())).shape[0] - config.window + 1
-    batches = _batches(n_train, config.batch_size)
-    metrics: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    with progress(show_progress) as bar:
-        ep_task = bar.add_task("epochs", total=config.epochs, info="")
-        b_task = bar.add_task("batches", total=len(batches), info="")
-        for epoch in range(1, config.epochs + 1):
-            bar.update(b_task, completed=0)
-            t0 = time.perf_counter()
-            epoch_loss = torch.zeros(len(ids))
-            for start, stop in batches:
-                E, _ = engine.embed("train", start, stop, train=True)
-                diffuser.observe(range(start, stop), E)
-                epoch_loss += engine.step(diffuser.contexts(E)) * (stop - start)
-                bar.advance(b_task)
-            if epoch % config.cluster_every == 0:
-                diffuser.cluster(epoch)
-            train_seconds += time.perf_counter() - t0
-            ev = evaluate(engine, diffuser, config, n_test, ids)
-            row = {
-                "epoch": epoch,
-                "train_loss": float(epoch_loss.mean() / n_train),
-                "test_loss": ev["test_loss"],
-                "context_accuracy": ev["context_accuracy"],
-                "rank_score": ev["rank_score"],
-                "subcontexts": ev["subcontexts"],
-                "unclustered": ev["unclustered"],
-                "train_seconds": train_seconds,
-            }
-            metrics.append(row)
-            if log is not None:
-                log(row)
-            bar.update(ep_task, advance=1, info=f"acc {row['context_accuracy']:.3f} "
-                                                 f"rank {row['rank_score']:.3f}")
-    history = [{"epoch": c.epoch, "groups": _names(c.groups, ids),
-                "scores": c.scores.round(6).tolist(), "ranks": c.ranks.round(6).tolist()}
-               for c in diffuser.history]
-    summary = {
-        "subcontexts": ev["subcontexts"],
-        "unclustered": ev["unclustered"],
-        "context_accuracy": ev["context_accuracy"],
-        "rank_score": ev["rank_score"],
-        "spread": ev["spread"],
-        "context_loss": {"train": metrics[-1]["train_loss"], "test": ev["test_loss"]},
-        "epochs": config.epochs,
-        "train_seconds": train_seconds,
-        "seed": config.seed,
-        "engine": config.engine,
-        "agents": ids,
-    }
-    return OsmlResult(ids, summary, metrics, ev["embeddings"].numpy(), history)
+class _Run:
+    """The state of one training run: engine, diffuser, metrics so far."""
 
+    def __init__(self, config: OsmlConfig, engine: Any, train: Series, test: Series,
+                 run_dir: RunDir | None, log: Any):
+        self.config, self.engine, self.run_dir, self.log = config, engine, run_dir, log
+        self.ids = list(train)
+        self.diffuser = Diffuser(len(self.ids), make_strategy(config.strategy, **config.strategy_params),
+                                 unclustered=config.unclustered, threshold=config.threshold,
+                                 beta=config.beta, samples=config.cluster_samples,
+                                 min_rank=config.min_rank, seed=config.seed)
+        self.n_train = next(iter(train.values())).shape[0] - config.window + 1
+        self.n_test = next(iter(test.values())).shape[0] - config.window + 1
+        self.batches = _batches(self.n_train, config.batch_size)
+        self.metrics: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.epoch = 0
+        self.last_eval: dict[str, Any] | None = None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir.file("checkpoint.safetensors")
+
+    def save(self) -> None:
+        tensors, rest = self.diffuser.state()
+        save_checkpoint(self.checkpoint, {**{f"agent/{k}": v for k, v in self.engine.state().items()},
+                                          **{f"diffuser/{k}": v for k, v in tensors.items()}},
+                        {"epoch": self.epoch, "metrics": self.metrics,
+                         "train_seconds": self.train_seconds, "diffuser": rest})
+
+    def restore(self) -> None:
+        tensors, meta = load_checkpoint(self.checkpoint)
+        self.engine.load_state(_strip(tensors, "agent/"))
+        self.diffuser.load_state(_strip(tensors, "diffuser/"), meta["diffuser"])
+        self.epoch, self.metrics, self.train_seconds = meta["epoch"], meta["metrics"], meta["train_seconds"]
+        self.run_dir.rewrite_metrics(self.metrics)
+
+    def train(self, resume: bool, show_progress: bool | None) -> OsmlResult:
+        if resume:
+            self.restore()
+        elif self.checkpoint is not None:
+            self.run_dir.rewrite_metrics([])
+            self.save()  # epoch 0: a lost actor in the first epoch can restart from here
+        with progress(show_progress) as bar:
+            ep_task = bar.add_task("epochs", total=self.config.epochs, completed=self.epoch, info="")
+            b_task = bar.add_task("batches", total=len(self.batches), info="")
+            while self.epoch < self.config.epochs:
+                try:
+                    row = self.one_epoch(bar, b_task)
+                except AgentsLost as lost:
+                    self.recover(lost)
+                    bar.update(ep_task, completed=self.epoch)
+                    continue
+                bar.update(ep_task, completed=self.epoch, info=f"acc {row['context_accuracy']:.3f} "
+                                                                 f"rank {row['rank_score']:.3f}")
+        if self.last_eval is None:  # resumed a finished run: nothing trained here
+            self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
+        return self.result(self.last_eval)
+
+    def one_epoch(self, bar: Any, b_task: Any) -> dict[str, Any]:
+        bar.update(b_task, completed=0)
+        t0 = time.perf_counter()
+        loss = torch.zeros(len(self.ids))
+        for start, stop in self.batches:
+            E, _ = self.engine.embed("train", start, stop, train=True)
+            self.diffuser.observe(range(start, stop), E)
+            loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
+            bar.advance(b_task)
+        self.epoch += 1
+        if self.epoch % self.config.cluster_every == 0:
+            self.diffuser.cluster(self.epoch)
+        self.train_seconds += time.perf_counter() - t0
+        ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
+        row = {"epoch": self.epoch, "train_loss": float(loss.mean() / self.n_train),
+               "test_loss": ev["test_loss"], "context_accuracy": ev["context_accuracy"],
+               "rank_score": ev["rank_score"], "subcontexts": ev["subcontexts"],
+               "unclustered": ev["unclustered"], "train_seconds": self.train_seconds}
+        self.metrics.append(row)
+        if self.run_dir is not None:
+            self.run_dir.log_metrics(row)
+            if self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.epochs:
+                self.save()
+        if self.log is not None:
+            self.log(row)
+        return row
+
+    def recover(self, lost: AgentsLost) -> None:
+        """Restart lost actors and rewind to the last checkpoint, or stop with one clear line."""
+        where = (f"resume with: osmotic resume {self.run_dir.path}" if self.checkpoint is not None
+                 else "no checkpoint was written (no run directory)")
+        if not (self.config.restart_failed and self.checkpoint is not None):
+            raise RunInterrupted(f"{lost}; last checkpoint: epoch "
+                                 f"{self._checkpoint_epoch()}; {where}") from None
+        self.engine.recover()
+        self.restore()
+
+    def _checkpoint_epoch(self) -> int | None:
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return None
+        return load_checkpoint(self.checkpoint)[1]["epoch"]
+
+    def result(self, ev: dict[str, Any]) -> OsmlResult:
+        ids = self.ids
+        history = [{"epoch": c.epoch, "groups": _names(c.groups, ids),
+                    "scores": np.round(c.scores, 6).tolist(), "ranks": np.round(c.ranks, 6).tolist()}
+                   for c in self.diffuser.history]
+        summary = {
+            "subcontexts": ev["subcontexts"],
+            "unclustered": ev["unclustered"],
+            "context_accuracy": ev["context_accuracy"],
+            "rank_score": ev["rank_score"],
+            "spread": ev["spread"],
+            "context_loss": {"train": self.metrics[-1]["train_loss"], "test": ev["test_loss"]},
+            "epochs": self.config.epochs,
+            "train_seconds": self.train_seconds,
+            "seed": self.config.seed,
+            "engine": self.config.engine,
+            "agents": ids,
+        }
+        return OsmlResult(ids, summary, self.metrics, ev["embeddings"].numpy(), history)
+
+
+def _strip(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -69,6 +69,12 @@ class RunDir:
         with self.file("metrics.jsonl").open("a") as f:
             f.write(json.dumps(_jsonable(row)) + "\n")
 
+    def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl by `rows` (after a rewind to a checkpoint), atomically."""
+        tmp = self.file("metrics.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+        os.replace(tmp, self.file("metrics.jsonl"))
+
     def read_metrics(self) -> list[dict[str, Any]]:
         p = self.file("metrics.jsonl")
         return [json.loads(line) for line in p.read_text().splitlines() if line] if p.exists() else []

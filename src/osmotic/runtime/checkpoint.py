@@ -1,0 +1,37 @@
+"""Checkpoints: one safetensors file, tensors plus a JSON document in its metadata.
+
+Written to a temporary file and renamed over the previous checkpoint, so a crash mid-write
+leaves the last complete checkpoint intact. Safetensors and JSON only: loading a checkpoint
+never executes anything (no pickle).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor
+
+_KEY = "osmotic"
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint here")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[_KEY])
+        return load_file(str(path)), meta
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not an osmotic checkpoint ({e})") from None
