@@ -27,6 +27,9 @@ Curves = Mapping[str, Sequence[float | None]]
 """Named series of values over the x axis; None (a JSON null) is a gap."""
 
 UNCLUSTERED_COLOUR = "#d9d9d9"
+MAX_NAMED_SUBCONTEXTS = 10
+"""Sub-contexts named in a legend (and drawn as accuracy lines): with hundreds of agents the
+rest would only bury the figure."""
 _PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#393b79",
@@ -34,7 +37,7 @@ _PALETTE = [
 
 
 def similarity_matrices(path: str | Path, embeddings: np.ndarray, ids: Sequence[str], *,
-                        beta: float = 2.0, max_agents: int = 8) -> Path:
+                        beta: float = 2.0, max_agents: int = 6) -> Path:
     """sim(e_i^(t), e_j^(s)) over all test steps t, s for every pair of agents (paper Figs. 4–6).
 
     A pair that shares a context shows a bright diagonal (same step, same meaning); a collapsed
@@ -80,15 +83,16 @@ def subcontext_membership(path: str | Path, epochs: Sequence[int],
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(colours) - 0.5,
               aspect="auto", interpolation="nearest",
               extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(ids) - 0.5, -0.5))
-    if len(ids) <= 40:
+    if len(ids) <= 40:  # beyond, names and separators would be all the figure shows
         ax.set_yticks(range(len(ids)), [str(a) for a in ids])
-    ax.set_yticks(np.arange(len(ids) - 1) + 0.5, minor=True)
-    ax.grid(which="minor", axis="y", color="white", linewidth=1.5)
-    ax.tick_params(which="minor", length=0)
+        ax.set_yticks(np.arange(len(ids) - 1) + 0.5, minor=True)
+        ax.grid(which="minor", axis="y", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="agent", title="sub-contexts over epochs")
     legend = [Patch(color=UNCLUSTERED_COLOUR, label="no sub-context")] + [
-        Patch(color=colours[k], label=_members(g)) for g, k in list(colour_of.items())[:12]]
+        Patch(color=colours[k], label=_members(g))
+        for g, k in list(colour_of.items())[:MAX_NAMED_SUBCONTEXTS]]
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return _save(fig, path)
 
@@ -116,7 +120,8 @@ def osml_training(path: str | Path, metrics: Sequence[Mapping[str, object]]) -> 
     _draw(acc_ax, x, {"context accuracy": [r["context_accuracy"] for r in metrics]}, color="black")
     _draw(acc_ax, x, {"rank score": [r["rank_score"] for r in metrics]}, color="black",
           linestyle=":", marker="s")
-    for (label, values), colour in zip(_per_subcontext(metrics).items(), cycle(_PALETTE)):
+    named = list(_per_subcontext(metrics).items())[:MAX_NAMED_SUBCONTEXTS]
+    for (label, values), colour in zip(named, cycle(_PALETTE)):
         _draw(acc_ax, x, {label: values}, color=colour, linestyle="--", linewidth=1)
     acc_ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="rank chance")
     acc_ax.set(title="test agreement", xlabel="epoch", ylim=(0, 1.02))
@@ -144,8 +149,11 @@ def _draw(ax: Axes, x: Sequence[float], curves: Curves, **style: object) -> None
     ax.legend(fontsize="small")
 
 
-def _members(agents: Sequence[str] | frozenset[str]) -> str:
-    return "{" + ", ".join(sorted(agents, key=lambda a: (len(a), a))) + "}"
+def _members(agents: Sequence[str] | frozenset[str], shown: int = 6) -> str:
+    """`{0, 1, 2}`, numeric ids in numeric order; a long list ends in `… (n agents)`."""
+    names = sorted(agents, key=lambda a: (len(a), a))
+    more = f", … ({len(names)} agents)" if len(names) > shown else ""
+    return "{" + ", ".join(names[:shown]) + more + "}"
 
 
 def _grid(n: int) -> tuple[int, int]:
