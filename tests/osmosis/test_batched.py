@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import Tensor
 
-from osmotic.engines.inprocess import cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.shard import OsmoticShard
 from osmotic.osmosis.trainer import make_engine
@@ -17,9 +16,12 @@ IDS = ["0", "M0"]
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    """Shards run under the engine's thread setting in a real run; tiny ops, one thread."""
-    with cpu_threads(1):
-        yield
+    """As in a real run (OsmlConfig.threads): the ops are tiny, and a second intra-op thread
+    only waits for a core on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _train_steps(shard: OsmoticShard, contexts: list[Tensor]) -> list[dict[str, Tensor]]:
