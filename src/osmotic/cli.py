@@ -29,12 +29,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_holonic = None
     if add_holonic is not None:
         add_holonic(sub)
+    resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    resume.add_argument("run_dir", help="the run's directory (holds config.yaml)")
+    resume.add_argument("--json", action="store_true", help="print summary.json as the last line")
+    resume.set_defaults(func=_resume)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (CliError, ValueError, FileNotFoundError) as e:
         print(f"osmotic: error: {e}", file=sys.stderr)
         return 2
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """Dispatch on the `mode` the run recorded in its config.yaml."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    config = Path(args.run_dir) / "config.yaml"
+    if not config.is_file():
+        raise CliError(f"{config}: no such file; is {args.run_dir} a run directory?")
+    mode = (yaml.safe_load(config.read_text()) or {}).get("mode")
+    if mode != "osml":
+        raise CliError(f"{config}: resuming mode {mode!r} is not supported (only osml runs)")
+    from osmotic.osmosis.experiments import resume
+
+    done = resume(args.run_dir)
+    print(json.dumps(done.summary) if args.json else f"resumed and finished: {done.dir.path}")
+    return 0
 
 
 if __name__ == "__main__":

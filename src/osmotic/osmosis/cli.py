@@ -102,6 +102,7 @@ def load_config_file(path: Path) -> tuple[OsmlConfig, dict[str, Any] | None]:
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise CliError(f"{path}: expected a mapping of setting: value")
     data = raw.pop("data", None)
+    raw.pop("mode", None)  # a run's config.yaml says which mode wrote it
     return resolve(raw, str(path)), data
 
 

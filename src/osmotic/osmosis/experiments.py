@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import yaml
 from safetensors.numpy import save_file
 
 from osmotic.data.synthetic import generate_context
@@ -138,22 +139,41 @@ class Run:
 
 
 def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
-        source: Mapping[str, Any] | None = None, show_progress: bool | None = None) -> Run:
-    """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc)."""
+        source: Mapping[str, Any] | None = None, show_progress: bool | None = None,
+        resume: bool = False) -> Run:
+    """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc).
+    With `resume`, continue the unfinished run in `out` from its last checkpoint."""
     # Everything that can be refused is refused before any file is written.
     if config.agents is not None:
         train, test = select(train, config.agents), select(test, config.agents)
     check_strategy_params(config)
-    rd = RunDir(out)
-    rd.write_config({**config.model_dump(), "data": dict(source or {})})
-    rd.reset_metrics()
-    result = train_osml(config, train, test, log=rd.log_metrics, show_progress=show_progress)
+    rd = RunDir(out, fresh=not resume)
+    if not resume:
+        rd.write_config({"mode": "osml", **config.model_dump(), "data": dict(source or {})})
+    result = train_osml(config, train, test, run_dir=rd, resume=resume,
+                        show_progress=show_progress)
     write_json(rd.file("clusterings.json"),
                {"agents": result.agent_ids, "clusterings": result.history})
     save_embeddings(rd.file("embeddings.safetensors"), result, config.window)
     plot_run(rd, result, config.beta)
     rd.write_summary(result.summary)
     return Run(rd, result)
+
+
+def resume(out: str | Path, show_progress: bool | None = None) -> Run:
+    """Continue the run in `out` from its last checkpoint, with its own settings and data."""
+    rd = Path(out)
+    if (rd / "summary.json").exists():
+        raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
+    if not (rd / "checkpoint.safetensors").exists():
+        raise ValueError(f"{rd}: no checkpoint.safetensors to resume from")
+    settings = yaml.safe_load((rd / "config.yaml").read_text())
+    settings.pop("mode", None)
+    data = settings.pop("data")
+    config = OsmlConfig(**settings)
+    source = source_from_record(data)
+    train, test = source.load(config.window)
+    return run(config, train, test, rd, source=data, show_progress=show_progress, resume=True)
 
 
 def check_strategy_params(config: OsmlConfig) -> None:

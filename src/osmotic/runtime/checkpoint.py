@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 _KEY = "osmotic"
@@ -33,5 +34,5 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[_KEY])
         return load_file(str(path)), meta
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, SafetensorError) as e:
         raise ValueError(f"{path}: not an osmotic checkpoint ({e})") from None

@@ -1,0 +1,69 @@
+"""The Ray engine: same numbers as in-process for any number of actors, exact resume, and a
+killed actor either stops the run with one clear line or is restarted from the checkpoint."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+from osmotic.engines import RunInterrupted
+from osmotic.osmosis.trainer import train_osml
+from osmotic.report.rundir import RunDir
+from tests.osmosis.test_resume import AGENTS, interrupted_then_resumed
+
+
+def close(a, b) -> None:
+    """Same sub-contexts, metrics within 1e-5 (batching agents differently moves the last bits)."""
+    assert a.summary["subcontexts"] == pytest.approx(b.summary["subcontexts"], abs=1e-5)
+    assert a.summary["unclustered"] == b.summary["unclustered"]
+    for key in ("context_accuracy", "rank_score"):
+        assert a.summary[key] == pytest.approx(b.summary[key], abs=1e-5)
+    np.testing.assert_allclose(a.test_embeddings, b.test_embeddings, atol=1e-5)
+
+
+def test_parity_with_inprocess_for_any_number_of_actors(ray_local, tiny_context, tiny_config):
+    train, test = tiny_context()
+    config = tiny_config(agents=AGENTS)
+    local = train_osml(config, train, test)
+    two = train_osml(config.with_overrides(engine="ray", actors=2), train, test)
+    three = train_osml(config.with_overrides(engine="ray", actors=3), train, test)
+    assert two.summary["engine"] == "ray"
+    close(local, two)
+    close(local, three)
+
+
+def test_resume_equals_uninterrupted_on_ray(ray_local, tiny_context, tiny_config, tmp_path):
+    straight, resumed, _ = interrupted_then_resumed(tiny_context, tiny_config, tmp_path,
+                                                    engine="ray", actors=2)
+    close(straight, resumed)
+
+
+def kill_an_actor_at(epoch: int):
+    """A `log` callback that SIGKILLs one Ray actor process once `epoch` has finished."""
+    def log(row: dict) -> None:
+        if row["epoch"] == epoch:
+            out = subprocess.run(["pgrep", "-f", "ray::ShardHost"], capture_output=True, text=True)
+            os.kill(int(out.stdout.split()[0]), signal.SIGKILL)
+    return log
+
+
+def test_killed_actor_stops_with_one_clear_error(ray_local, tiny_context, tiny_config, tmp_path):
+    train, test = tiny_context()
+    config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
+    with pytest.raises(RunInterrupted, match=r"losing agents .*last checkpoint: epoch 1; "
+                                             r"resume with: osmotic resume"):
+        train_osml(config, train, test, run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at(1))
+
+
+def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tiny_context, tiny_config,
+                                                         tmp_path):
+    train, test = tiny_context()
+    config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
+    straight = train_osml(config.with_overrides(engine="inprocess"), train, test)
+    restarted = train_osml(config.with_overrides(restart_failed=True), train, test,
+                           run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at(1))
+    assert [r["epoch"] for r in restarted.metrics] == [1, 2, 3]
+    close(straight, restarted)

@@ -1,0 +1,50 @@
+"""A run interrupted after epoch 2 and resumed ends with the uninterrupted run's numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from osmotic.osmosis.trainer import train_osml
+from osmotic.report.rundir import RunDir
+from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+AGENTS = ["0", "1", "M0", "M1"]
+
+
+def interrupted_then_resumed(tiny_context, tiny_config, tmp_path: Path, **engine):
+    train, test = tiny_context()
+    config = tiny_config(epochs=4, agents=AGENTS, **engine)
+    straight = train_osml(config, train, test, run_dir=RunDir(tmp_path / "straight"))
+    # An interruption after epoch 2 leaves exactly what a 2-epoch run leaves on disk.
+    train_osml(config.with_overrides(epochs=2), train, test, run_dir=RunDir(tmp_path / "cut"))
+    resumed = train_osml(config, train, test, run_dir=RunDir(tmp_path / "cut", fresh=False),
+                         resume=True)
+    return straight, resumed, RunDir(tmp_path / "cut", fresh=False)
+
+
+def test_resume_equals_uninterrupted_inprocess(tiny_context, tiny_config, tmp_path):
+    straight, resumed, rd = interrupted_then_resumed(tiny_context, tiny_config, tmp_path)
+    np.testing.assert_array_equal(straight.test_embeddings, resumed.test_embeddings)
+    for key in ("context_accuracy", "rank_score", "subcontexts", "unclustered", "context_loss"):
+        assert straight.summary[key] == resumed.summary[key]
+    assert [r["epoch"] for r in rd.read_metrics()] == [1, 2, 3, 4]
+    assert load_checkpoint(rd.file("checkpoint.safetensors"))[1]["epoch"] == 4
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    path = tmp_path / "checkpoint.safetensors"
+    import torch
+
+    save_checkpoint(path, {"w": torch.ones(2)}, {"epoch": 1})
+    assert not path.with_name(path.name + ".tmp").exists()
+    tensors, meta = load_checkpoint(path)
+    assert meta == {"epoch": 1} and tensors["w"].tolist() == [1.0, 1.0]
+
+
+def test_not_a_checkpoint_is_one_clear_error(tmp_path):
+    bad = tmp_path / "checkpoint.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint.safetensors: not an osmotic checkpoint"):
+        load_checkpoint(bad)
