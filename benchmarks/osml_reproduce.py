@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ REPORTS: dict[str, tuple[dict[str, Callable[[dict], float]], Callable[[dict], bo
 EXPECTED = {"simple": "{0,1}", "robust": "{0,1}; M0, M1 alone", "complex": "{0,1}, {2,3,4}"}
 
 
+def _found(s: dict[str, Any]) -> str:
+    groups = ", ".join("{" + ",".join(g["agents"]) + "}" for g in s["subcontexts"]) or "none"
+    return groups + (f"; alone: {','.join(s['unclustered'])}" if s["unclustered"] else "")
+
+
 def _fmt(values: list[float]) -> str:
     ok = [v for v in values if v == v]
     if not ok:
@@ -60,8 +66,8 @@ def main() -> None:
     ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
     args = ap.parse_args()
     sources = ["paper", "generated"] if PAPER_DATA.is_dir() else ["generated"]
-    lines = ["| experiment | data | preserve | " + "metrics (mean ± sd over seeds)"
-             + " | expected sub-contexts found | train s (mean) |", "|---|---|---|---|---|---|"]
+    lines = ["| experiment | data | preserve | metrics (mean ± sd over seeds) | expected "
+             "sub-contexts found | most often found | train s (mean) |", "|---|---|---|---|---|---|---|"]
     for name in args.experiments:
         exp = EXPERIMENTS[name]
         stats, criterion = REPORTS[name]
@@ -77,8 +83,9 @@ def main() -> None:
                 cells = "; ".join(f"{k} {_fmt([f(s) for s in summaries])}" for k, f in stats.items())
                 found = sum(criterion(s) for s in summaries)
                 secs = statistics.mean(s["train_seconds"] for s in summaries)
+                common, times = Counter(_found(s) for s in summaries).most_common(1)[0]
                 row = (f"| {name} | {src} | {preserve} | {cells} | {found}/{len(summaries)} "
-                       f"({EXPECTED[name]}) | {secs:.1f} |")
+                       f"({EXPECTED[name]}) | {common} ({times}×) | {secs:.1f} |")
                 print(row, flush=True)
                 lines.append(row)
     OUT.parent.mkdir(parents=True, exist_ok=True)
