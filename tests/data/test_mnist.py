@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from osmotic.data.mnist import (IMAGE_MAGIC, LABEL_MAGIC, IdxError, load_mnist, read_idx,
-                                stratified_holdout)
+from osmotic.data.mnist import (
+    IMAGE_MAGIC,
+    LABEL_MAGIC,
+    IdxError,
+    load_mnist,
+    read_idx,
+    stratified_holdout,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 

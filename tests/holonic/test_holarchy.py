@@ -55,10 +55,10 @@ RULES = {
     "non-aggregating needs members": ("holarchy: {id: R, members: [{id: 0, aggregates: false}]}",
                                       "holon 0: `aggregates: false` needs members"),
     "non-aggregating under aggregating": (
-        "holarchy: {id: R, members: [{id: A, aggregates: false, members: [0, 1]}, 2]}\n"
-        "edges: [[0, 1]]", "holon A does not aggregate"),
-    "every terminal reachable": ("holarchy: {id: R, aggregates: false, members: [0, 1, 2]}\n"
-                                 "edges: [[0, 1]]", "terminal 2 is unreachable"),
+        ("holarchy: {id: R, members: [{id: A, aggregates: false, members: [0, 1]}, 2]}\n"
+         "edges: [[0, 1]]"), "holon A does not aggregate"),
+    "every terminal reachable": (("holarchy: {id: R, aggregates: false, members: [0, 1, 2]}\n"
+                                  "edges: [[0, 1]]"), "terminal 2 is unreachable"),
     "valid YAML": ("holarchy: {id: R, members: [0", "not valid YAML"),
 }
 

@@ -21,6 +21,8 @@ def add_commands(sub: Any) -> None:
     rep.add_argument("--grid", action="store_true",
                      help="all 4 structures x 3 distributions, with a comparison")
     rep.add_argument("--rounds", type=int, help="rounds (default 50)")
+    rep.add_argument("--eval-every", type=int, help="test every N rounds and the last "
+                     "(default 1)")
     _common(rep)
     rep.set_defaults(func=_reproduce)
 
@@ -43,7 +45,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    overrides = {"rounds": args.rounds, "mnist_dir": args.mnist_dir, "seed": args.seed}
+    overrides = {"rounds": args.rounds, "mnist_dir": args.mnist_dir, "seed": args.seed,
+                 "eval_every": args.eval_every}
     if args.grid:
         if args.structure or args.distribution:
             raise ValueError("--grid runs every structure and distribution; drop --structure "

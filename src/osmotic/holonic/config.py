@@ -34,6 +34,8 @@ class HolonicConfig(BaseModel):
     lr: float = Field(0.01, gt=0, description="SGD learning rate (no momentum)")
     batch_size: int = Field(32, ge=1)
     budget: int = Field(2, ge=1, description="K: aggregations before a head reports up")
+    eval_every: int = Field(1, ge=1, description="test every this many rounds (and the last "
+                            "round): evaluation on 10,000 images can cost more than training")
     mnist_dir: str | None = Field(None, description="IDX folder: its t10k files are the test set")
     holdout: int = Field(1000, ge=1, description="test hold-out from the pool without IDX test")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "

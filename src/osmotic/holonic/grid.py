@@ -59,9 +59,9 @@ def write_comparison(out: Path, summaries: list[dict[str, Any]]) -> None:
 
 def comparison_table(summaries: list[dict[str, Any]]) -> str:
     """Markdown: one row per run."""
-    lines = ["| distribution | structure | final mean test acc. | root test acc. | "
-             "rounds to 90 % | messages (h / v) | MB (h / v) |",
-             "|---|---|---|---|---|---|---|"]
+    header = ("| distribution | structure | final mean test acc. | root test acc. | "
+              "rounds to 90 % | messages (h / v) | MB (h / v) |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for s in summaries:
         root = "-" if s["root_test_accuracy"] is None else f"{s['root_test_accuracy']:.4f}"
         m, b = s["messages"], s["bytes"]

@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from osmotic.holonic.holarchy import Holarchy  # noqa: E402
+from osmotic.holonic.holarchy import Holarchy
 
 
 def _layout(h: Holarchy) -> dict[str, tuple[float, float]]:
@@ -37,9 +37,9 @@ def draw_holarchy(h: Holarchy, path: str | Path, title: str = "") -> None:
     for a, b in h.edges:
         (xa, ya), (xb, yb) = pos[a], pos[b]
         bend = 0.25 * min(1.0, abs(xb - xa) / 3)  # arcs, so edges along one level stay visible
-        ax.annotate("", (xb, yb), (xa, ya), zorder=2, arrowprops=dict(
-            arrowstyle="-", color="tab:orange", lw=1.5, ls="--",
-            connectionstyle=f"arc3,rad={-bend if ya == 0 else bend}"))
+        ax.annotate("", (xb, yb), (xa, ya), zorder=2, arrowprops={
+            "arrowstyle": "-", "color": "tab:orange", "lw": 1.5, "ls": "--",
+            "connectionstyle": f"arc3,rad={-bend if ya == 0 else bend}"})
     for hid, (x, y) in pos.items():
         holon = h.holons[hid]
         face = "tab:blue" if holon.terminal else ("white" if not holon.aggregates else "tab:green")
@@ -63,7 +63,9 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str 
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
     a.plot(rounds, [r["mean_train_loss"] for r in rows])
     a.set(xlabel="round", ylabel="mean training loss", yscale="log")
-    b.plot(rounds, [r["mean_test_accuracy"] for r in rows], label="terminals (mean)")
+    tested = [r for r in rows if r["mean_test_accuracy"] is not None]
+    b.plot([r["round"] for r in tested], [r["mean_test_accuracy"] for r in tested],
+           label="terminals (mean)")
     root = [(r["round"], r["root_test_accuracy"]) for r in rows
             if r.get("root_test_accuracy") is not None]
     if root:
@@ -84,7 +86,9 @@ def plot_comparison(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str
     for label, rows in curves.items():
         rounds = [r["round"] for r in rows]
         a.plot(rounds, [r["mean_train_loss"] for r in rows], label=label)
-        b.plot(rounds, [r["mean_test_accuracy"] for r in rows], label=label)
+        tested = [r for r in rows if r["mean_test_accuracy"] is not None]
+        b.plot([r["round"] for r in tested], [r["mean_test_accuracy"] for r in tested],
+               label=label)
     a.set(xlabel="round", ylabel="mean training loss", yscale="log")
     b.set(xlabel="round", ylabel="mean test accuracy")
     b.legend(fontsize=7)
