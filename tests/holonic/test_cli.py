@@ -81,6 +81,12 @@ def test_custom_holarchy_with_one_terminal(tmp_path: Path, capsys: pytest.Captur
     assert "solo/iid" in out
 
 
+def test_lone_terminal_without_head(tmp_path: Path) -> None:
+    cfg = HolonicConfig(holarchy={"holarchy": {"id": "solo"}}, pool_size=30, **TINY)
+    summary = run(cfg, tmp_path / "r", show_progress=False)
+    assert summary["root_test_accuracy"] is None and summary["messages"]["vertical"] == 0
+
+
 def test_terminal_with_one_sample(tmp_path: Path) -> None:
     """11 samples over 10 terminals: nine terminals hold a single sample."""
     cfg = HolonicConfig(structure="2L", pool_size=11, **TINY)

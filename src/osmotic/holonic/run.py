@@ -67,7 +67,8 @@ def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
     weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
     schedule = SyncSchedule(holarchy, weights, config.budget, init)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
-    root_aggregates = holarchy.holons[holarchy.root].aggregates
+    root = holarchy.holons[holarchy.root]
+    root_aggregates = root.aggregates and not root.terminal  # a lone terminal has no head
 
     rd.reset_metrics()
     train_seconds = eval_seconds = 0.0
