@@ -38,7 +38,6 @@ def load_data(config: HolonicConfig) -> MnistData:
 def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
         show_progress: bool | None = None) -> dict[str, Any]:
     """Train for `config.rounds` rounds; returns the summary (also written to summary.json)."""
-    torch.manual_seed(config.seed)
     holarchy = config.build_holarchy()
     data = data if data is not None else load_data(config)
     terminals = holarchy.terminals()
