@@ -45,7 +45,7 @@ def kill_an_actor_at(epoch: int):
     """A `log` callback that SIGKILLs one Ray actor process once `epoch` has finished."""
     def log(row: dict) -> None:
         if row["epoch"] == epoch:
-            out = subprocess.run(["pgrep", "-f", "ray::ShardHost"], capture_output=True, text=True)
+            out = subprocess.run(["pgrep", "-f", "ray::Host"], capture_output=True, text=True)
             os.kill(int(out.stdout.split()[0]), signal.SIGKILL)
     return log
 

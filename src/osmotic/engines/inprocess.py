@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,6 +48,14 @@ class InProcessEngine:
             losses.append(sh.step(C[offset : offset + n]))
             offset += n
         return torch.cat(losses)[self._perm]
+
+    def embed_numpy(self, split: str, start: int, stop: int, train: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`embed` as NumPy arrays, the form in which embeddings travel between processes."""
+        E, P = self.embed(split, start, stop, train)
+        return E.numpy(), P.numpy()
+
+    def step_numpy(self, C: np.ndarray) -> np.ndarray:
+        return self.step(torch.from_numpy(C)).numpy()
 
     def state(self) -> dict[str, Tensor]:
         return {k: v for sh in self.shards for k, v in sh.state().items()}

@@ -1,9 +1,11 @@
-"""The Ray engine: agents sharded over Ray actors, the diffuser in the driver.
+"""The Ray engine: agents sharded over Ray actors, heads (the diffuser, holon heads) in the driver.
 
-Each actor hosts an `InProcessEngine` over its agents, so inside an actor the agents run
-batched exactly as they do in one process — the same code. Per batch only embeddings travel
-(as NumPy arrays): actors send them up, the driver's diffuser sends contexts back. Seeds are
-per agent, so the numbers do not depend on the number of actors.
+`ActorPool` is the mode-independent part: it splits agents into contiguous shards, starts one
+actor per shard hosting whatever object the mode builds for those agents (for OSM-L an
+`InProcessEngine`, so inside an actor agents run batched with exactly the in-process code),
+calls a method on every actor, and turns a dead actor into `AgentsLost` naming its agents.
+`RayEngine` is OSM-L's engine on top of it: per batch only embeddings travel, as NumPy arrays.
+Seeds are per agent, so the numbers do not depend on the number of actors.
 """
 from __future__ import annotations
 
@@ -48,53 +50,58 @@ def split(ids: Sequence[str], parts: int) -> list[list[str]]:
     return [list(ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-class ShardHost:
-    """What runs inside one actor: an in-process engine over the actor's agents."""
+class Host:
+    """What runs inside one actor: the object built for the actor's agents."""
 
-    def __init__(self, build: Callable[[], InProcessEngine], threads: int):
+    def __init__(self, build: Callable[[], Any], threads: int):
         torch.set_num_threads(threads)
-        self.engine = build()
-
-    def embed(self, split: str, start: int, stop: int, train: bool) -> tuple[np.ndarray, np.ndarray]:
-        E, P = self.engine.embed(split, start, stop, train)
-        return E.numpy(), P.numpy()
-
-    def step(self, C: np.ndarray) -> np.ndarray:
-        return self.engine.step(torch.from_numpy(C)).numpy()
+        self.obj = build()
 
     def call(self, method: str, *args: Any) -> Any:
-        """Any other engine method (state for checkpoints, say)."""
-        return getattr(self.engine, method)(*args)
+        return getattr(self.obj, method)(*args)
 
     def pid(self) -> int:
         return os.getpid()
 
 
-class RayEngine:
-    """Runs an engine's agents over `actors` Ray actors; same interface as InProcessEngine."""
+class ActorPool:
+    """One actor per shard of agents, each hosting `build(shard)()`."""
 
-    name = "ray"
-
-    def __init__(self, ids: Sequence[str], build: Callable[[list[str]], Callable[[], InProcessEngine]],
-                 *, actors: int | None = None, address: str | None = None, threads: int = 1,
+    def __init__(self, ids: Sequence[str], build: Callable[[list[str]], Callable[[], Any]], *,
+                 actors: int | None = None, address: str | None = None, threads: int = 1,
                  restart: bool = False):
         self.ray = start_ray(address)
         cpus = int(self.ray.cluster_resources().get("CPU", 1)) or 1
         self.chunks = split(ids, actors or cpus)
-        per_actor = min(1.0, cpus / len(self.chunks))
         # With `restart`, Ray recreates a dead actor (running __init__ again); calls in flight
         # still fail, so the driver rewinds every actor to the last checkpoint.
-        Host = self.ray.remote(num_cpus=per_actor, max_restarts=-1 if restart else 0,
-                               max_task_retries=0)(ShardHost)
-        self.actors = [Host.remote(build(chunk), threads) for chunk in self.chunks]
-        self.ray.get([a.pid.remote() for a in self.actors])  # fail now, not mid-run
+        remote = self.ray.remote(num_cpus=min(1.0, cpus / len(self.chunks)),
+                                 max_restarts=-1 if restart else 0, max_task_retries=0)(Host)
+        self.actors = [remote.remote(build(chunk), threads) for chunk in self.chunks]
+        self.pids()  # fail now, not mid-run
 
-    def _gather(self, refs: list[Any]) -> list[Any]:
+    def call(self, method: str, *per_actor_args: Sequence[Any]) -> list[Any]:
+        """`method` on every actor; argument k of actor i is `per_actor_args[k][i]`."""
+        refs = [a.call.remote(method, *(args[i] for args in per_actor_args))
+                for i, a in enumerate(self.actors)]
         try:
             return self.ray.get(refs)
         except self._lost_errors():
             lost = [a for chunk, ok in zip(self.chunks, self._alive()) if not ok for a in chunk]
             raise AgentsLost(f"a Ray actor died, losing agents {', '.join(lost) or '(unknown)'}") from None
+
+    def broadcast(self, method: str, *args: Any) -> list[Any]:
+        """`method(*args)` on every actor, the same arguments for all."""
+        return self.call(method, *([arg] * len(self.actors) for arg in args))
+
+    def scatter(self, x: np.ndarray) -> list[np.ndarray]:
+        """Rows of `x` (one per agent, in shard order) cut into the actors' shares."""
+        bounds = np.cumsum([0] + [len(c) for c in self.chunks])
+        return [x[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def _lost_errors(self) -> tuple[type[Exception], ...]:
+        ex = self.ray.exceptions
+        return ex.RayActorError, ex.ActorUnavailableError
 
     def _alive(self, timeout: float = 5.0) -> list[bool]:
         alive = []
@@ -106,10 +113,6 @@ class RayEngine:
                 alive.append(False)
         return alive
 
-    def _lost_errors(self) -> tuple[type[Exception], ...]:
-        ex = self.ray.exceptions
-        return ex.RayActorError, ex.ActorUnavailableError
-
     def recover(self, timeout: float = 120.0) -> None:
         """Wait until every actor answers again (Ray restarts the dead ones)."""
         deadline = time.monotonic() + timeout
@@ -119,27 +122,39 @@ class RayEngine:
             time.sleep(0.5)
 
     def pids(self) -> list[int]:
-        """The actors' process ids (tests kill one to check fault handling)."""
+        """The actors' process ids."""
         return self.ray.get([a.pid.remote() for a in self.actors])
-
-    def embed(self, split: str, start: int, stop: int, train: bool = False) -> tuple[Tensor, Tensor]:
-        parts = self._gather([a.embed.remote(split, start, stop, train) for a in self.actors])
-        return (torch.from_numpy(np.concatenate([p[0] for p in parts])),
-                torch.from_numpy(np.concatenate([p[1] for p in parts])))
-
-    def step(self, C: Tensor) -> Tensor:
-        C = C.numpy()
-        bounds = np.cumsum([0] + [len(c) for c in self.chunks])
-        refs = [a.step.remote(C[lo:hi]) for a, lo, hi in zip(self.actors, bounds[:-1], bounds[1:])]
-        return torch.from_numpy(np.concatenate(self._gather(refs)))
-
-    def state(self) -> dict[str, Tensor]:
-        return {k: v for part in self._gather([a.call.remote("state") for a in self.actors])
-                for k, v in part.items()}
-
-    def load_state(self, state: dict[str, Tensor]) -> None:
-        self._gather([a.call.remote("load_state", state) for a in self.actors])
 
     def shutdown(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
+
+
+class RayEngine:
+    """OSM-L agents over Ray actors; the same interface as `InProcessEngine`."""
+
+    name = "ray"
+
+    def __init__(self, ids: Sequence[str], build: Callable[[list[str]], Callable[[], InProcessEngine]],
+                 **pool: Any):
+        self.pool = ActorPool(ids, build, **pool)
+
+    def recover(self) -> None:
+        self.pool.recover()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+    def embed(self, split: str, start: int, stop: int, train: bool = False) -> tuple[Tensor, Tensor]:
+        parts = self.pool.broadcast("embed_numpy", split, start, stop, train)
+        return (torch.from_numpy(np.concatenate([p[0] for p in parts])),
+                torch.from_numpy(np.concatenate([p[1] for p in parts])))
+
+    def step(self, C: Tensor) -> Tensor:
+        return torch.from_numpy(np.concatenate(self.pool.call("step_numpy", self.pool.scatter(C.numpy()))))
+
+    def state(self) -> dict[str, Tensor]:
+        return {k: v for part in self.pool.broadcast("state") for k, v in part.items()}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.pool.broadcast("load_state", state)
