@@ -31,7 +31,8 @@ def config_file(tmp_path: Path, **settings: Any) -> Path:
 
 
 def test_run_writes_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = config_file(tmp_path, structure="3L", distribution="ueqniid", pool_size=300, rounds=2)
+    cfg = config_file(tmp_path, structure="3L", distribution="ueqniid", pool_size=300, rounds=2,
+                      eval_every=2)
     code, out, _ = holonic(capsys, "run", "--config", str(cfg), "--out", str(tmp_path / "r"),
                            "--json")
     assert code == 0
@@ -39,7 +40,8 @@ def test_run_writes_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert KEYS <= set(summary) and summary["engine"] == "inprocess"
     assert summary["messages"]["vertical"] > 0 and summary["bytes"]["horizontal"] > 0
     r = tmp_path / "r"
-    assert len((r / "metrics.jsonl").read_text().splitlines()) == 2
+    rows = [json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()]
+    assert [row["mean_test_accuracy"] is None for row in rows] == [True, False]  # eval_every 2
     assert yaml.safe_load((r / "config.yaml").read_text())["resolved_holarchy"]["holarchy"]
     for png in ("curves", "holarchy", "partition"):
         assert (r / "plots" / f"{png}.png").exists()

@@ -33,6 +33,8 @@ class LocalTrainer:
 
     def __init__(self, pop: Population, images: Tensor, labels: Tensor, parts: Sequence[Tensor],
                  batch_size: int = 32, lr: float = 0.01, seed: int = 0):
+        if batch_size < 1 or not lr > 0:
+            raise ValueError(f"need batch_size >= 1 and lr > 0, got {batch_size} and {lr}")
         if len(parts) != len(pop):
             raise ValueError(f"{len(parts)} data parts for {len(pop)} terminals")
         for aid, p in zip(pop.agent_ids, parts, strict=True):

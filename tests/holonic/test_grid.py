@@ -1,0 +1,24 @@
+"""The grid: runs, comparison files, and resuming instead of re-running finished cells."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osmotic.holonic import grid
+from osmotic.holonic.config import HolonicConfig
+
+
+def test_grid_writes_comparison_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = HolonicConfig(structure="2L", rounds=1, local_epochs=1, holdout=100, pool_size=60)
+    first = grid.run_grid(base, tmp_path, False, ("2L", "1P"), ("eqniid",))
+    assert [s["structure"] for s in first] == ["2L", "1P"]
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| eqniid | 1P |" in table and table.count("\n") == 4
+    assert (tmp_path / "grid-eqniid.png").exists()
+
+    def no_rerun(*args: object) -> None:
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr(grid, "run", no_rerun)
+    assert grid.run_grid(base, tmp_path, False, ("2L", "1P"), ("eqniid",)) == first
