@@ -22,7 +22,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_osml.py
+	$(PY) benchmarks/bench_holonic.py
+	$(PY) benchmarks/osml_reproduce.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -23,7 +23,8 @@ from osmotic.data.timeseries import write_csv
 from osmotic.osmosis import experiments as ex
 from osmotic.osmosis.config import OsmlConfig
 
-REPRODUCE_OPTIONS = ("seed", "preserve", "epochs")
+REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_address",
+                     "restart_failed", "checkpoint_every", "eval_every", "threads")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

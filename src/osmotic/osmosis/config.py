@@ -43,6 +43,8 @@ class OsmlConfig(BaseModel):
     min_rank: float = Field(0.75, ge=0, le=1, description="a pair whose sampled rank score is "
                             "below this counts as unrelated when clustering (0: the paper's rule)")
     unclustered: Literal["global", "self", "nearest"] = "global"
+    eval_every: int = Field(1, ge=1, description="epochs between test evaluations (the last "
+                            "epoch is always evaluated); evaluation is O(agents² · steps²)")
     seed: int = 0
     threads: int = Field(1, ge=1, description="CPU threads for tensor operations (ours)")
     engine: Literal["inprocess", "ray"] = "inprocess"

@@ -129,7 +129,7 @@ class _Run:
         self.n_test = next(iter(test.values())).shape[0] - config.window + 1
         self.batches = _batches(self.n_train, config.batch_size)
         self.metrics: list[dict[str, Any]] = []
-        self.train_seconds = 0.0
+        self.train_seconds = self.train_cpu_seconds = 0.0
         self.epoch = 0
         self.last_eval: dict[str, Any] | None = None
 
@@ -141,14 +141,16 @@ class _Run:
         tensors, rest = self.diffuser.state()
         save_checkpoint(self.checkpoint, {**{f"agent/{k}": v for k, v in self.engine.state().items()},
                                           **{f"diffuser/{k}": v for k, v in tensors.items()}},
-                        {"epoch": self.epoch, "metrics": self.metrics,
-                         "train_seconds": self.train_seconds, "diffuser": rest})
+                        {"epoch": self.epoch, "metrics": self.metrics, "diffuser": rest,
+                         "train_seconds": self.train_seconds,
+                         "train_cpu_seconds": self.train_cpu_seconds})
 
     def restore(self) -> None:
         tensors, meta = load_checkpoint(self.checkpoint)
         self.engine.load_state(_strip(tensors, "agent/"))
         self.diffuser.load_state(_strip(tensors, "diffuser/"), meta["diffuser"])
-        self.epoch, self.metrics, self.train_seconds = meta["epoch"], meta["metrics"], meta["train_seconds"]
+        self.epoch, self.metrics = meta["epoch"], meta["metrics"]
+        self.train_seconds, self.train_cpu_seconds = meta["train_seconds"], meta["train_cpu_seconds"]
         self.run_dir.rewrite_metrics(self.metrics)
 
     def train(self, resume: bool, show_progress: bool | None) -> OsmlResult:
@@ -167,15 +169,17 @@ class _Run:
                     self.recover(lost)
                     bar.update(ep_task, completed=self.epoch)
                     continue
-                bar.update(ep_task, completed=self.epoch, info=f"acc {row['context_accuracy']:.3f} "
-                                                                 f"rank {row['rank_score']:.3f}")
+                if row["context_accuracy"] is not None:
+                    bar.update(ep_task, info=f"acc {row['context_accuracy']:.3f} "
+                                             f"rank {row['rank_score']:.3f}")
+                bar.update(ep_task, completed=self.epoch)
         if self.last_eval is None:  # resumed a finished run: nothing trained here
             self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
         return self.result(self.last_eval)
 
     def one_epoch(self, bar: Any, b_task: Any) -> dict[str, Any]:
         bar.update(b_task, completed=0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = torch.zeros(len(self.ids))
         for start, stop in self.batches:
             E, _ = self.engine.embed("train", start, stop, train=True)
@@ -186,11 +190,18 @@ class _Run:
         if self.epoch % self.config.cluster_every == 0:
             self.diffuser.cluster(self.epoch)
         self.train_seconds += time.perf_counter() - t0
-        ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
+        self.train_cpu_seconds += time.process_time() - c0
         row = {"epoch": self.epoch, "train_loss": float(loss.mean() / self.n_train),
-               "test_loss": ev["test_loss"], "context_accuracy": ev["context_accuracy"],
-               "rank_score": ev["rank_score"], "subcontexts": ev["subcontexts"],
-               "unclustered": ev["unclustered"], "train_seconds": self.train_seconds}
+               "test_loss": None, "context_accuracy": None, "rank_score": None,
+               "subcontexts": [{"agents": names, "context_accuracy": None, "rank_score": None}
+                               for names in _names(self.diffuser.groups, self.ids)],
+               "unclustered": [a for i, a in enumerate(self.ids) if i not in self.diffuser.clustered],
+               "train_seconds": self.train_seconds}
+        if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
+            ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
+                                           self.ids)
+            row.update({k: ev[k] for k in ("test_loss", "context_accuracy", "rank_score",
+                                           "subcontexts", "unclustered")})
         self.metrics.append(row)
         if self.run_dir is not None:
             self.run_dir.log_metrics(row)
@@ -229,6 +240,7 @@ class _Run:
             "context_loss": {"train": self.metrics[-1]["train_loss"], "test": ev["test_loss"]},
             "epochs": self.config.epochs,
             "train_seconds": self.train_seconds,
+            "train_cpu_seconds": self.train_cpu_seconds,
             "seed": self.config.seed,
             "engine": self.config.engine,
             "agents": ids,
