@@ -88,3 +88,13 @@ def test_spread() -> None:
     alternating = torch.tensor([[1.0, 2.0], [-1.0, -2.0]]).repeat(3, 1).unsqueeze(0)
     out = spread(torch.cat([constant, alternating, 4 * alternating]))
     assert out.tolist() == pytest.approx([0.0, 1.0, 1.0])  # scale-free; 0 means collapse
+
+
+def test_rank_score_samples_pairs_only_beyond_max_pairs():
+    torch.manual_seed(0)
+    E = torch.randn(12, 30, 5)
+    full = rank_score(E, [list(range(12))])
+    assert rank_score(E, [list(range(12))], max_pairs=132) == full  # 12·11 pairs: all of them
+    sampled = rank_score(E, [list(range(12))], max_pairs=40, seed=1)
+    assert sampled != full and abs(sampled[0] - full[0]) < 0.05
+    assert rank_score(E, [list(range(12))], max_pairs=40, seed=1) == sampled  # seeded

@@ -45,6 +45,8 @@ class OsmlConfig(BaseModel):
     unclustered: Literal["global", "self", "nearest"] = "global"
     eval_every: int = Field(1, ge=1, description="epochs between test evaluations (the last "
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
+    rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
+                                   "agent pairs per sub-context (a seeded sample beyond it)")
     seed: int = 0
     threads: int = Field(1, ge=1, description="CPU threads for tensor operations (ours)")
     engine: Literal["inprocess", "ray"] = "inprocess"

@@ -60,15 +60,28 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     return (1 - (rank - 1) / max(T - 1, 1)).mean(-1)
 
 
-def rank_score(E: Tensor, groups: Sequence[Sequence[int]]) -> list[float]:
-    """Collapse-aware agreement per group: rank_scores averaged over ordered pairs i ≠ j."""
+def rank_score(E: Tensor, groups: Sequence[Sequence[int]], max_pairs: int | None = None,
+               seed: int = 0) -> list[float]:
+    """Collapse-aware agreement per group: rank_scores averaged over ordered pairs i ≠ j.
+
+    Ranking costs O(steps²) per pair, so a group with more than `max_pairs` ordered pairs is
+    scored on a sample of that many (drawn with `seed`): the mean of 2,000 pairs is within
+    about 0.005 of the full mean, at a fraction of the cost for hundreds of agents.
+    """
+    gen = torch.Generator().manual_seed(seed)
     out = []
     for g in groups:
-        if len(g) < 2:
+        pairs = _distinct_pairs(g)
+        if not pairs:
             out.append(float("nan"))
             continue
-        per_i = [rank_scores(E, i, [j for j in g if j != i]) for i in g]
-        out.append(float(torch.cat(per_i).mean()))
+        if max_pairs is not None and len(pairs) > max_pairs:
+            pick = torch.randperm(len(pairs), generator=gen)[:max_pairs].sort().values
+            pairs = [pairs[k] for k in pick.tolist()]
+        by_i: dict[int, list[int]] = {}
+        for i, j in pairs:
+            by_i.setdefault(i, []).append(j)
+        out.append(float(torch.cat([rank_scores(E, i, js) for i, js in by_i.items()]).mean()))
     return out
 
 

@@ -77,7 +77,7 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
     E = torch.cat(Es, dim=1)
     groups = diffuser.groups or [list(range(len(ids)))]  # no sub-context: score all agents
     acc = context_accuracy(E, groups, config.beta)
-    rank = rank_score(E, groups)
+    rank = rank_score(E, groups, config.rank_pairs, config.seed)
     found = groups if diffuser.groups else []
     return {
         "embeddings": E,
