@@ -5,7 +5,6 @@ Embeddings are arrays E of shape [agents, steps, d], the steps time-aligned acro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import permutations
 
 import torch
 import torch.nn.functional as F
@@ -17,19 +16,17 @@ def sim(cos: Tensor, beta: float = 2.0) -> Tensor:
     return torch.sign(cos) * cos.abs() ** beta
 
 
-def step_cosines(E: Tensor) -> Tensor:
-    """cos(e_i^(t), e_j^(t)) for every pair of agents and step: [agents, agents, steps]."""
+def pair_scores(E: Tensor, beta: float = 2.0, chunk: int = 64) -> Tensor:
+    """Mean over steps of |sim(e_i^(t), e_j^(t))|: [agents, agents], the diagonal is 1.
+    Computed `chunk` rows at a time, so memory stays O(chunk · agents · steps)."""
     En = F.normalize(E, dim=-1)
-    return torch.einsum("itd,jtd->ijt", En, En)
+    return torch.cat([sim(torch.einsum("itd,jtd->ijt", En[k : k + chunk], En), beta).abs().mean(-1)
+                      for k in range(0, len(En), chunk)])
 
 
-def pair_scores(E: Tensor, beta: float = 2.0) -> Tensor:
-    """Mean over steps of |sim(e_i^(t), e_j^(t))|: [agents, agents], the diagonal is 1."""
-    return sim(step_cosines(E), beta).abs().mean(-1)
-
-
-def _distinct_pairs(idx: Sequence[int]) -> list[tuple[int, int]]:
-    return list(permutations(idx, 2))
+def _off_diagonal_mean(m: Tensor) -> float:
+    n = len(m)
+    return float((m.sum() - m.diagonal().sum()) / (n * (n - 1)))
 
 
 def context_accuracy(E: Tensor, groups: Sequence[Sequence[int]], beta: float = 2.0) -> list[float]:
@@ -38,12 +35,8 @@ def context_accuracy(E: Tensor, groups: Sequence[Sequence[int]], beta: float = 2
     Self-pairs are never counted (the published simulator's matrix mean includes its diagonal of
     ones, reporting (1 + s)/2 for two agents). A group of fewer than two agents has no pairs: nan.
     """
-    scores = pair_scores(E, beta)
-    out = []
-    for g in groups:
-        pairs = _distinct_pairs(g)
-        out.append(float(torch.stack([scores[i, j] for i, j in pairs]).mean()) if pairs else float("nan"))
-    return out
+    return [_off_diagonal_mean(pair_scores(E[list(g)], beta)) if len(g) > 1 else float("nan")
+            for g in groups]
 
 
 def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
@@ -71,16 +64,18 @@ def rank_score(E: Tensor, groups: Sequence[Sequence[int]], max_pairs: int | None
     gen = torch.Generator().manual_seed(seed)
     out = []
     for g in groups:
-        pairs = _distinct_pairs(g)
-        if not pairs:
+        m = len(g)
+        if m < 2:
             out.append(float("nan"))
             continue
-        if max_pairs is not None and len(pairs) > max_pairs:
-            pick = torch.randperm(len(pairs), generator=gen)[:max_pairs].sort().values
-            pairs = [pairs[k] for k in pick.tolist()]
+        n_pairs = m * (m - 1)  # ordered pair k is (k // (m − 1), the k % (m − 1)-th other agent)
+        k = (torch.arange(n_pairs) if max_pairs is None or n_pairs <= max_pairs
+             else torch.randperm(n_pairs, generator=gen)[:max_pairs].sort().values)
+        i, jj = k // (m - 1), k % (m - 1)
+        j = jj + (jj >= i).long()
         by_i: dict[int, list[int]] = {}
-        for i, j in pairs:
-            by_i.setdefault(i, []).append(j)
+        for a, b in zip(i.tolist(), j.tolist()):
+            by_i.setdefault(g[a], []).append(g[b])
         out.append(float(torch.cat([rank_scores(E, i, js) for i, js in by_i.items()]).mean()))
     return out
 
