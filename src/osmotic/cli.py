@@ -34,9 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     resume.add_argument("--json", action="store_true", help="print summary.json as the last line")
     resume.set_defaults(func=_resume)
     args = parser.parse_args(argv)
+    from osmotic.engines import AgentsLost, RunInterrupted
+
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as e:
+    except (CliError, ValueError, FileNotFoundError, AgentsLost, RunInterrupted) as e:
         print(f"osmotic: error: {e}", file=sys.stderr)
         return 2
 
@@ -51,7 +53,10 @@ def _resume(args: argparse.Namespace) -> int:
     config = Path(args.run_dir) / "config.yaml"
     if not config.is_file():
         raise CliError(f"{config}: no such file; is {args.run_dir} a run directory?")
-    mode = (yaml.safe_load(config.read_text()) or {}).get("mode")
+    try:
+        mode = (yaml.safe_load(config.read_text()) or {}).get("mode")
+    except yaml.YAMLError as e:
+        raise CliError(f"{config}: not valid YAML ({e})") from None
     if mode != "osml":
         raise CliError(f"{config}: resuming mode {mode!r} is not supported (only osml runs)")
     from osmotic.osmosis.experiments import resume

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from osmotic.osmosis.trainer import train_osml
@@ -35,7 +36,6 @@ def test_resume_equals_uninterrupted_inprocess(tiny_context, tiny_config, tmp_pa
 
 def test_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / "checkpoint.safetensors"
-    import torch
 
     save_checkpoint(path, {"w": torch.ones(2)}, {"epoch": 1})
     assert not path.with_name(path.name + ".tmp").exists()
@@ -48,3 +48,29 @@ def test_not_a_checkpoint_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="checkpoint.safetensors: not an osmotic checkpoint"):
         load_checkpoint(bad)
+
+
+def test_evaluating_more_often_does_not_change_training(tiny_context, tiny_config):
+    """The reference term draws noise; evaluation must draw its own, not the training stream."""
+    train, test = tiny_context()
+    config = tiny_config(epochs=3, agents=AGENTS, preserve="reference")
+    every = train_osml(config, train, test)
+    last = train_osml(config.with_overrides(eval_every=3), train, test)
+    assert every.metrics[-1]["train_loss"] == last.metrics[-1]["train_loss"]
+    np.testing.assert_array_equal(every.test_embeddings, last.test_embeddings)
+
+
+def test_rewinding_to_the_start_clears_adam(tiny_context, tiny_config):
+    from osmotic.osmosis.shard import OsmoticShard
+
+    train, test = tiny_context()
+    config = tiny_config()
+    shard = OsmoticShard(["0", "1"], [train["0"], train["1"]], [test["0"], test["1"]], config)
+    start = shard.state()
+    E, _ = shard.embed("train", 0, 20, train=True)
+    shard.step(E)
+    assert shard.optimizer.state
+    shard.load_state(start)
+    assert not shard.optimizer.state
+    for k, v in shard.state().items():
+        assert torch.equal(v, start[k]), k

@@ -78,7 +78,11 @@ class ActorPool:
         remote = self.ray.remote(num_cpus=min(1.0, cpus / len(self.chunks)),
                                  max_restarts=-1 if restart else 0, max_task_retries=0)(Host)
         self.actors = [remote.remote(build(chunk), threads) for chunk in self.chunks]
-        self.pids()  # fail now, not mid-run
+        try:
+            self.pids()  # fail now, not mid-run
+        except self.ray.exceptions.RayError as e:
+            self.shutdown()
+            raise AgentsLost(f"Ray actors failed to start: {str(e).splitlines()[0]}") from None
 
     def call(self, method: str, *per_actor_args: Sequence[Any]) -> list[Any]:
         """`method` on every actor; argument k of actor i is `per_actor_args[k][i]`."""

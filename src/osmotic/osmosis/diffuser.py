@@ -37,8 +37,9 @@ class Diffuser:
         self._seen: dict[int, Tensor] = {}  # step -> [agents, d], the latest embeddings per step
 
     @property
-    def clustered(self) -> list[int]:
-        return sorted(i for g in self.groups for i in g)
+    def clustered(self) -> frozenset[int]:
+        """Agents in some sub-context."""
+        return frozenset(i for g in self.groups for i in g)
 
     def contexts(self, E: Tensor) -> Tensor:
         """The context each agent aligns to, [agents, steps, d], for embeddings E of the same shape."""
@@ -47,7 +48,7 @@ class Diffuser:
         group_ctx = [self.strategy.aggregate(E[g]) for g in self.groups]
         for g, c in zip(self.groups, group_ctx):
             out[g] = c
-        clustered = set(self.clustered)
+        clustered = self.clustered
         loose = [i for i in range(self.n) if i not in clustered]
         if loose:
             if self.unclustered == "self":
@@ -82,12 +83,14 @@ class Diffuser:
         clustering, the sub-contexts, the clustering history and the sampling RNG."""
         steps = sorted(self._seen)
         tensors = {"seen": torch.stack([self._seen[t] for t in steps], 1)} if steps else {}
+        for k, c in enumerate(self.history):  # n×n matrices: tensors, not JSON (header limit)
+            tensors[f"history/{k}/scores"] = torch.from_numpy(np.asarray(c.scores, np.float32))
+            tensors[f"history/{k}/ranks"] = torch.from_numpy(np.asarray(c.ranks, np.float32))
         return tensors, {
             "seen_steps": steps,
             "groups": self.groups,
             "rng": self.rng.bit_generator.state,
-            "history": [{"epoch": c.epoch, "groups": c.groups, "scores": c.scores.tolist(),
-                         "ranks": c.ranks.tolist()} for c in self.history],
+            "history": [{"epoch": c.epoch, "groups": c.groups} for c in self.history],
         }
 
     def load_state(self, tensors: dict[str, Tensor], rest: dict[str, Any]) -> None:
@@ -95,6 +98,7 @@ class Diffuser:
         self._seen = {t: seen[:, k].clone() for k, t in enumerate(rest["seen_steps"])}
         self.groups = [list(g) for g in rest["groups"]]
         self.rng.bit_generator.state = rest["rng"]
-        self.history = [Clustering(h["epoch"], h["groups"], np.array(h["scores"]),
-                                   np.array(h["ranks"])) for h in rest["history"]]
+        self.history = [Clustering(h["epoch"], h["groups"], tensors[f"history/{k}/scores"].numpy(),
+                                   tensors[f"history/{k}/ranks"].numpy())
+                        for k, h in enumerate(rest["history"])]
 

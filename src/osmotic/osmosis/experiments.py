@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import yaml
 from safetensors.numpy import save_file
 
 from osmotic.data.synthetic import generate_context
@@ -167,10 +166,11 @@ def resume(out: str | Path, show_progress: bool | None = None) -> Run:
         raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
     if not (rd / "checkpoint.safetensors").exists():
         raise ValueError(f"{rd}: no checkpoint.safetensors to resume from")
-    settings = yaml.safe_load((rd / "config.yaml").read_text())
-    settings.pop("mode", None)
-    data = settings.pop("data")
-    config = OsmlConfig(**settings)
+    from osmotic.osmosis.cli import load_config_file
+
+    config, data = load_config_file(rd / "config.yaml")
+    if not data:
+        raise ValueError(f"{rd / 'config.yaml'}: no data section; cannot reload the run's data")
     source = source_from_record(data)
     train, test = source.load(config.window)
     return run(config, train, test, rd, source=data, show_progress=show_progress, resume=True)

@@ -60,8 +60,11 @@ class OsmoticShard:
         With `train`, the graph is kept for the `step` that follows (the paper's forward pass,
         then the update once the context has arrived)."""
         x = self.windows[split][:, start:stop]
-        noise = (self.pop.randn(stop - start, self.config.dim) if self._needs_noise
-                 else x.new_zeros(len(self.agent_ids), 1))
+        if self._needs_noise:  # evaluation draws its own noise: it must not change training
+            noise = self.pop.randn(stop - start, self.config.dim,
+                                   stream=None if train else f"eval:{split}:{start}")
+        else:
+            noise = x.new_zeros(len(self.agent_ids), 1)
         with torch.set_grad_enabled(train):
             e, preserve = self.pop(x, noise)
         if train:
@@ -82,33 +85,29 @@ class OsmoticShard:
 
     # -- checkpoints: keyed per agent, so a checkpoint resumes on any grouping of agents ------
     def state(self) -> dict[str, Tensor]:
-        """Every agent's parameters, Adam moments and noise-generator state, keyed
-        `<agent>/<kind>/<name>`; Adam's step count is shared (agents step together)."""
-        out: dict[str, Tensor] = {}
+        """The population's per-agent state plus Adam's moments (`<agent>/exp_avg/<name>`, ...);
+        Adam's step count is shared, since agents step together."""
+        out = self.pop.agent_state()
         for name, p in self.pop.params.items():
             moments = self.optimizer.state.get(p, {})
-            for i, a in enumerate(self.agent_ids):
-                out[f"{a}/param/{name}"] = p.detach()[i].clone()
-                for m in ("exp_avg", "exp_avg_sq"):
-                    if m in moments:
-                        out[f"{a}/{m}/{name}"] = moments[m][i].clone()
             if "step" in moments:
                 out["_adam_step"] = moments["step"].clone()
-        for a, g in zip(self.agent_ids, self.pop.generators):
-            out[f"{a}/rng/noise"] = g.get_state()
+            for m in ("exp_avg", "exp_avg_sq"):
+                if m in moments:
+                    out.update({f"{a}/{m}/{name}": moments[m][i].clone()
+                                for i, a in enumerate(self.agent_ids)})
         return out
 
     def load_state(self, state: dict[str, Tensor]) -> None:
-        """Inverse of `state` for this shard's agents (the checkpoint may hold more)."""
-        with torch.no_grad():
+        """Inverse of `state` for this shard's agents (the checkpoint may hold more). A state
+        saved before the first step (epoch 0) clears Adam, as at the start."""
+        self.pop.load_agent_state(state)
+        self._pending = None
+        self.optimizer.state.clear()
+        if "_adam_step" in state:
             for name, p in self.pop.params.items():
-                p.copy_(torch.stack([state[f"{a}/param/{name}"] for a in self.agent_ids]))
-                if "_adam_step" in state:
-                    self.optimizer.state[p] = {
-                        "step": state["_adam_step"].clone(),
-                        **{m: torch.stack([state[f"{a}/{m}/{name}"] for a in self.agent_ids])
-                           for m in ("exp_avg", "exp_avg_sq")},
-                    }
-        for a, g in zip(self.agent_ids, self.pop.generators):
-            g.set_state(state[f"{a}/rng/noise"])
-
+                self.optimizer.state[p] = {
+                    "step": state["_adam_step"].clone(),
+                    **{m: torch.stack([state[f"{a}/{m}/{name}"] for a in self.agent_ids])
+                       for m in ("exp_avg", "exp_avg_sq")},
+                }

@@ -18,7 +18,7 @@ from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
 from osmotic.osmosis.shard import OsmoticShard, objective
 from osmotic.report.progress import progress
 from osmotic.report.rundir import RunDir
-from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
+from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
@@ -63,6 +63,12 @@ def _batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
+def _loose(diffuser: Diffuser, ids: list[str]) -> list[str]:
+    """Agents in no sub-context, sorted by id."""
+    clustered = diffuser.clustered
+    return sorted(a for i, a in enumerate(ids) if i not in clustered)
+
+
 def _names(groups: list[list[int]], ids: list[str]) -> list[list[str]]:
     return [sorted(ids[i] for i in g) for g in groups]
 
@@ -86,7 +92,7 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
         "rank_score": float(np.nanmean(rank)),
         "subcontexts": [{"agents": names, "context_accuracy": a, "rank_score": r}
                         for names, a, r in zip(_names(found, ids), acc, rank)],
-        "unclustered": sorted(ids[i] for i in range(len(ids)) if i not in diffuser.clustered),
+        "unclustered": _loose(diffuser, ids),
         "spread": dict(zip(ids, spread(E).tolist())),
     }
 
@@ -195,7 +201,7 @@ class _Run:
                "test_loss": None, "context_accuracy": None, "rank_score": None,
                "subcontexts": [{"agents": names, "context_accuracy": None, "rank_score": None}
                                for names in _names(self.diffuser.groups, self.ids)],
-               "unclustered": [a for i, a in enumerate(self.ids) if i not in self.diffuser.clustered],
+               "unclustered": _loose(self.diffuser, self.ids),
                "train_seconds": self.train_seconds}
         if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
@@ -224,7 +230,7 @@ class _Run:
     def _checkpoint_epoch(self) -> int | None:
         if self.checkpoint is None or not self.checkpoint.is_file():
             return None
-        return load_checkpoint(self.checkpoint)[1]["epoch"]
+        return checkpoint_meta(self.checkpoint)["epoch"]
 
     def result(self, ev: dict[str, Any]) -> OsmlResult:
         ids = self.ids

@@ -27,12 +27,17 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    meta = checkpoint_meta(path)
+    return load_file(str(path)), meta
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON part alone (the tensors stay on disk)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[_KEY])
-        return load_file(str(path)), meta
+            return json.loads((f.metadata() or {})[_KEY])
     except (KeyError, ValueError, OSError, SafetensorError) as e:
         raise ValueError(f"{path}: not an osmotic checkpoint ({e})") from None

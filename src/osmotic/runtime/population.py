@@ -55,21 +55,18 @@ class Population:
     def __len__(self) -> int:
         return len(self.agent_ids)
 
-    def __call__(self, *args: Tensor, method: str = "forward", randomness: str = "error") -> object:
-        """Run `template.<method>` for every agent; each positional arg has a leading agent axis."""
+    def __call__(self, *args: Tensor) -> object:
+        """Run the model's forward for every agent; each arg has a leading agent axis."""
+        return vmap(lambda p, b, *a: functional_call(self.template, (p, b), a))(
+            self.params, self.buffers, *args)
 
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], *a: Tensor) -> object:
-            if method == "forward":
-                return functional_call(self.template, (p, b), a)
-            bound = _Bound(self.template, method)
-            return functional_call(bound, ({f"m.{k}": v for k, v in p.items()},
-                                           {f"m.{k}": v for k, v in b.items()}), a)
-
-        return vmap(one, randomness=randomness)(self.params, self.buffers, *args)
-
-    def randn(self, *shape: int) -> Tensor:
-        """Standard-normal noise of `shape` for every agent, from each agent's own generator."""
-        return torch.stack([torch.randn(*shape, generator=g) for g in self.generators])
+    def randn(self, *shape: int, stream: str | None = None) -> Tensor:
+        """Standard-normal noise of `shape` for every agent, from each agent's own generator;
+        with `stream`, from fresh generators seeded by (seed, agent, stream) instead, so side
+        computations (evaluation, say) leave the training noise untouched."""
+        gens = self.generators if stream is None else [
+            torch.Generator().manual_seed(agent_seed(self.seed, a, stream)) for a in self.agent_ids]
+        return torch.stack([torch.randn(*shape, generator=g) for g in gens])
 
     def rand(self, *shape: int) -> Tensor:
         """Uniform [0, 1) noise of `shape` for every agent (dropout masks, say)."""
@@ -100,28 +97,21 @@ class Population:
                **{f"buffer.{k}": v for k, v in self.buffers.items()}}
         return {k: (v if idx is None else v[idx]).clone() for k, v in out.items()}
 
-    def load_state(self, state: dict[str, Tensor]) -> None:
+    def agent_state(self) -> dict[str, Tensor]:
+        """Parameters, buffers and noise-generator state keyed `<agent>/<kind>/<name>`, so a
+        checkpoint can be loaded into any grouping of the same agents (any number of actors)."""
+        out = {f"{a}/rng/noise": g.get_state() for a, g in zip(self.agent_ids, self.generators)}
+        for kind, tensors in (("param", self.params), ("buffer", self.buffers)):
+            for name, v in tensors.items():
+                out.update({f"{a}/{kind}/{name}": v.detach()[i].clone()
+                            for i, a in enumerate(self.agent_ids)})
+        return out
+
+    def load_agent_state(self, state: dict[str, Tensor]) -> None:
+        """Inverse of `agent_state` for this population's agents (`state` may hold more)."""
         with torch.no_grad():
-            for k, v in self.params.items():
-                v.copy_(state[f"param.{k}"])
-            for k, v in self.buffers.items():
-                v.copy_(state[f"buffer.{k}"])
-
-    def generator_states(self) -> list[Tensor]:
-        return [g.get_state() for g in self.generators]
-
-    def set_generator_states(self, states: Sequence[Tensor]) -> None:
-        for g, s in zip(self.generators, states, strict=True):
-            g.set_state(s)
-
-
-class _Bound(nn.Module):
-    """Exposes one method of a module as `forward`, so functional_call can reach it."""
-
-    def __init__(self, module: nn.Module, method: str):
-        super().__init__()
-        self.m = module
-        self.method = method
-
-    def forward(self, *args: Tensor) -> object:
-        return getattr(self.m, self.method)(*args)
+            for kind, tensors in (("param", self.params), ("buffer", self.buffers)):
+                for name, v in tensors.items():
+                    v.copy_(torch.stack([state[f"{a}/{kind}/{name}"] for a in self.agent_ids]))
+        for a, g in zip(self.agent_ids, self.generators):
+            g.set_state(state[f"{a}/rng/noise"])
