@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny OSM-L runs, so the whole suite stays fast on a 2-core machine."""
+"""Shared fixtures: tiny OSM-L runs, so the whole suite stays fast on a 2-core machine, and one
+local Ray instance for the session."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,3 +34,12 @@ def tiny_context() -> Callable[..., tuple[Series, Series]]:
 def tiny_config() -> Callable[..., OsmlConfig]:
     """OsmlConfig with the TINY settings, plus any changes."""
     return lambda **changes: OsmlConfig(**{**TINY, **changes})
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[Any]:
+    """One local Ray instance (2 CPUs) for the whole test session, started and stopped here."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'osmotic[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

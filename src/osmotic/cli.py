@@ -57,12 +57,19 @@ def _resume(args: argparse.Namespace) -> int:
         mode = (yaml.safe_load(config.read_text()) or {}).get("mode")
     except yaml.YAMLError as e:
         raise CliError(f"{config}: not valid YAML ({e})") from None
-    if mode != "osml":
-        raise CliError(f"{config}: resuming mode {mode!r} is not supported (only osml runs)")
-    from osmotic.osmosis.experiments import resume
+    if mode == "osml":
+        from osmotic.osmosis.experiments import resume
 
-    done = resume(args.run_dir)
-    print(json.dumps(done.summary) if args.json else f"resumed and finished: {done.dir.path}")
+        done = resume(args.run_dir)
+        print(json.dumps(done.summary) if args.json else f"resumed and finished: {done.dir.path}")
+    elif mode == "holonic":
+        from osmotic.holonic.run import resume as resume_holonic
+
+        summary = resume_holonic(args.run_dir)
+        print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")
+    else:
+        raise CliError(f"{config}: resuming mode {mode!r} is not supported (osml and holonic "
+                       "runs only)")
     return 0
 
 

@@ -41,11 +41,13 @@ def test_resume_equals_uninterrupted_on_ray(ray_local, tiny_context, tiny_config
     close(straight, resumed)
 
 
-def kill_an_actor_at(epoch: int):
-    """A `log` callback that SIGKILLs one Ray actor process once `epoch` has finished."""
+def kill_an_actor_at(key: str, value: int):
+    """A `log` callback that SIGKILLs one Ray actor process once `row[key] == value` (an epoch
+    or a round has finished): the newest, so not one of an earlier run's still exiting."""
     def log(row: dict) -> None:
-        if row["epoch"] == epoch:
-            out = subprocess.run(["pgrep", "-f", "ray::Host"], capture_output=True, text=True)
+        if row[key] == value:
+            out = subprocess.run(["pgrep", "-n", "-f", "ray::Host"], check=True, capture_output=True,
+                                 text=True)
             os.kill(int(out.stdout.split()[0]), signal.SIGKILL)
     return log
 
@@ -55,7 +57,7 @@ def test_killed_actor_stops_with_one_clear_error(ray_local, tiny_context, tiny_c
     config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
     with pytest.raises(RunInterrupted, match=r"losing agents .*last checkpoint: epoch 1; "
                                              r"resume with: osmotic resume"):
-        train_osml(config, train, test, run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at(1))
+        train_osml(config, train, test, run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at("epoch", 1))
 
 
 def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tiny_context, tiny_config,
@@ -64,6 +66,6 @@ def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tiny_context
     config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
     straight = train_osml(config.with_overrides(engine="inprocess"), train, test)
     restarted = train_osml(config.with_overrides(restart_failed=True), train, test,
-                           run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at(1))
+                           run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at("epoch", 1))
     assert [r["epoch"] for r in restarted.metrics] == [1, 2, 3]
     close(straight, restarted)

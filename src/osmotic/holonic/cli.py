@@ -42,11 +42,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
     p.add_argument("--json", action="store_true", help="print summary.json as the last line")
+    p.add_argument("--engine", choices=["inprocess", "ray"], help="where terminals train "
+                   "(default inprocess)")
+    p.add_argument("--actors", type=int, help="Ray actors (default: one per CPU)")
+    p.add_argument("--ray-address", help="Ray cluster to join ('auto' or HOST:PORT)")
+    p.add_argument("--restart-failed", action="store_true", default=None,
+                   help="recreate lost Ray actors from the last checkpoint and go on")
+    p.add_argument("--checkpoint-every", type=int, help="rounds between checkpoints "
+                   "(default: the budget K)")
+
+
+def _engine(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine and checkpoint options given on the command line (unset: None)."""
+    return {k: getattr(args, k) for k in ("engine", "actors", "ray_address", "restart_failed",
+                                          "checkpoint_every")}
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     overrides = {"rounds": args.rounds, "mnist_dir": args.mnist_dir, "seed": args.seed,
-                 "eval_every": args.eval_every}
+                 "eval_every": args.eval_every, **_engine(args)}
     if args.grid:
         if args.structure or args.distribution:
             raise ValueError("--grid runs every structure and distribution; drop --structure "
@@ -67,7 +81,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = HolonicConfig.from_yaml(args.config)
-    config = config.with_overrides(mnist_dir=args.mnist_dir, seed=args.seed)
+    config = config.with_overrides(mnist_dir=args.mnist_dir, seed=args.seed, **_engine(args))
     return _train(config, args.out or f"runs/holonic/{config.name}-{config.distribution}",
                   args.json)
 

@@ -41,7 +41,15 @@ class HolonicConfig(BaseModel):
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
     seed: int = 0
-    engine: Literal["inprocess"] = "inprocess"
+    engine: Literal["inprocess", "ray"] = "inprocess"
+    actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
+                               "most one per terminal)")
+    ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
+                                    "HOST:PORT); default: start a local instance")
+    restart_failed: bool = Field(False, description="recreate lost Ray actors from the last "
+                                 "checkpoint and go on, instead of stopping")
+    checkpoint_every: int | None = Field(None, ge=1, description="rounds between checkpoints "
+                                         "(default: the budget K)")
 
     @model_validator(mode="after")
     def _checks(self) -> HolonicConfig:

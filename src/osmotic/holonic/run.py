@@ -2,27 +2,38 @@
 
 Run directory (shared layout): `config.yaml` (resolved settings and holarchy), `metrics.jsonl`
 (one line per round), `summary.json`, `partition.json`, `traffic.json` (messages per holon),
-`models/terminals.safetensors` and `models/holons.safetensors`, `plots/*.png`.
+`models/terminals.safetensors` and `models/holons.safetensors`, `plots/*.png`, and
+`checkpoint.safetensors` (the state after the last checkpointed round, for `osmotic resume`).
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import yaml
 from safetensors.torch import save_file
+from torch import Tensor
 
 from osmotic.data import partition as partitions
 from osmotic.data.mnist import MnistData, Split, load_mnist, stratified_holdout
+from osmotic.engines import AgentsLost, RunInterrupted
 from osmotic.holonic.config import HolonicConfig
+from osmotic.holonic.engine import make_terminals
+from osmotic.holonic.holarchy import Holarchy
 from osmotic.holonic.plots import draw_holarchy, plot_curves
 from osmotic.holonic.schedule import SyncSchedule
-from osmotic.holonic.trainer import Evaluator, LocalTrainer
+from osmotic.holonic.trainer import Evaluator
 from osmotic.models import make_model
 from osmotic.report import RunDir, progress
 from osmotic.report.rundir import write_json
+from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from osmotic.runtime.population import Population
+
+CHECKPOINT = "checkpoint.safetensors"
 
 
 def load_data(config: HolonicConfig) -> MnistData:
@@ -36,70 +47,39 @@ def load_data(config: HolonicConfig) -> MnistData:
 
 
 def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
-        show_progress: bool | None = None) -> dict[str, Any]:
-    """Train for `config.rounds` rounds; returns the summary (also written to summary.json)."""
+        show_progress: bool | None = None, *, resume: bool = False,
+        log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train for `config.rounds` rounds; returns the summary (also written to summary.json).
+
+    A checkpoint is written at round 0 and every `checkpoint_every` (default K) rounds;
+    `resume` continues the run in `out` from it and ends with the uninterrupted run's numbers.
+    `log(row)` receives every round's metrics row.
+    """
     holarchy = config.build_holarchy()
     data = data if data is not None else load_data(config)
     terminals = holarchy.terminals()
     labels = data.train.labels.numpy()
     parts = partitions.partition(labels, len(terminals), config.distribution, config.seed,
                                  config.alpha)
-    rd = RunDir(out)
-    rd.write_config({**config.model_dump(), "resolved_holarchy": holarchy.to_dict(),
-                     "data": data.source})
-    rows = partitions.summary(labels, parts, terminals)
-    write_json(rd.file("partition.json"), rows)
-    partitions.plot_summary(rows, rd.plots / "partition.png",
-                            f"{config.distribution}: samples per class per terminal")
-    draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
+    rd = RunDir(out, fresh=not resume)
+    if not resume:
+        _describe(rd, config, holarchy, data, parts)
 
     def build() -> torch.nn.Module:
         return make_model(config.model, **config.model_params)
 
     # Every terminal starts from the same weights: those the root's seed draws.
     init = Population(build, [holarchy.root], config.seed).flat()[0]
-    pop = Population(build, terminals, config.seed)
-    pop.load_flat(init.expand(len(terminals), -1))
-    trainer = LocalTrainer(pop, data.train.images, data.train.labels,
-                           [torch.from_numpy(p) for p in parts], config.batch_size, config.lr,
-                           config.seed)
     weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
     schedule = SyncSchedule(holarchy, weights, config.budget, init)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
-    root = holarchy.holons[holarchy.root]
-    root_aggregates = root.aggregates and not root.terminal  # a lone terminal has no head
-
-    rd.reset_metrics()
-    train_seconds = eval_seconds = 0.0
-    with progress(show_progress) as bar:
-        task = bar.add_task(f"holonic {config.name}/{config.distribution}", total=config.rounds,
-                            info="")
-        for r in range(1, config.rounds + 1):
-            t0 = time.perf_counter()
-            loss = trainer.train(config.local_epochs)
-            pop.load_flat(schedule.step(pop.flat()))
-            t1 = time.perf_counter()
-            train_seconds += t1 - t0
-            row = {"round": r, "mean_train_loss": float(loss.mean()),
-                   "mean_test_accuracy": None, "root_test_accuracy": None,
-                   **schedule.traffic.totals(),
-                   "train_loss": dict(zip(terminals, loss.tolist(), strict=True))}
-            if r % config.eval_every == 0 or r == config.rounds:
-                models = pop.flat()
-                if root_aggregates:
-                    models = torch.cat([models, schedule.models[holarchy.root][None]])
-                acc = evaluator.accuracy(models)
-                row["mean_test_accuracy"] = float(acc[: len(terminals)].mean())
-                row["root_test_accuracy"] = float(acc[-1]) if root_aggregates else None
-                row["test_accuracy"] = dict(zip(terminals, acc[: len(terminals)].tolist(),
-                                                strict=True))
-                eval_seconds += time.perf_counter() - t1
-            rd.log_metrics(row)
-            acc_text = "" if row["mean_test_accuracy"] is None else \
-                f"acc {row['mean_test_accuracy']:.3f}"
-            bar.update(task, advance=1, info=acc_text)
-
-    _save_models(rd, pop, schedule)
+    engine = make_terminals(config, terminals, init, data.train, parts)
+    try:
+        rounds = _Rounds(config, holarchy, engine, schedule, evaluator, rd, log)
+        row = rounds.train(resume, show_progress)
+        _save_models(rd, terminals, engine.state(), schedule)
+    finally:
+        engine.shutdown()
     write_json(rd.file("traffic.json"), schedule.traffic.per_holon())
     history = rd.read_metrics()
     plot_curves(history, rd.plots / "curves.png", f"{config.name} / {config.distribution}")
@@ -109,10 +89,137 @@ def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
                "root_test_accuracy": row["root_test_accuracy"],
                "messages": row["messages"], "bytes": row["bytes"],
                "rounds_to_90": rounds_to(history, 0.9),
-               "train_seconds": round(train_seconds, 2), "eval_seconds": round(eval_seconds, 2),
+               "train_seconds": round(rounds.train_seconds, 2),
+               "eval_seconds": round(rounds.eval_seconds, 2),
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
     rd.write_summary(summary)
     return summary
+
+
+def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]:
+    """Continue the run in `out` from its last checkpoint, with its own settings and data."""
+    rd = Path(out)
+    if (rd / "summary.json").exists():
+        raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
+    if not (rd / CHECKPOINT).exists():
+        raise ValueError(f"{rd}: no {CHECKPOINT} to resume from")
+    saved = yaml.safe_load((rd / "config.yaml").read_text())
+    config = HolonicConfig(**{k: v for k, v in saved.items() if k in HolonicConfig.model_fields})
+    return run(config, rd, show_progress=show_progress, resume=True)
+
+
+def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: MnistData,
+              parts: list[np.ndarray]) -> None:
+    """config.yaml (with `mode`, for `osmotic resume`), the partition and the holarchy."""
+    rd.write_config({"mode": "holonic", **config.model_dump(),
+                     "resolved_holarchy": holarchy.to_dict(), "data": data.source})
+    rows = partitions.summary(data.train.labels.numpy(), parts, holarchy.terminals())
+    write_json(rd.file("partition.json"), rows)
+    partitions.plot_summary(rows, rd.plots / "partition.png",
+                            f"{config.distribution}: samples per class per terminal")
+    draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
+
+
+class _Rounds:
+    """The state of one run between rounds: terminals (in the engine), schedule, metrics."""
+
+    def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
+                 schedule: SyncSchedule, evaluator: Evaluator, rd: RunDir,
+                 log: Callable[[dict[str, Any]], None] | None):
+        self.config, self.holarchy, self.engine = config, holarchy, engine
+        self.schedule, self.evaluator, self.rd, self.log = schedule, evaluator, rd, log
+        self.terminals = holarchy.terminals()
+        root = holarchy.holons[holarchy.root]
+        self.root_aggregates = root.aggregates and not root.terminal  # a lone terminal: no head
+        self.every = config.checkpoint_every or config.budget
+        self.round = 0
+        self.metrics: list[dict[str, Any]] = []
+        self.train_seconds = self.eval_seconds = 0.0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.rd.file(CHECKPOINT)
+
+    def save(self) -> None:
+        tensors, rest = self.schedule.state()
+        save_checkpoint(self.checkpoint,
+                        {**{f"terminal/{k}": v for k, v in self.engine.state().items()},
+                         **{f"schedule/{k}": v for k, v in tensors.items()}},
+                        {"round": self.round, "metrics": self.metrics, "schedule": rest,
+                         "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds})
+
+    def restore(self) -> None:
+        tensors, meta = load_checkpoint(self.checkpoint)
+        self.engine.load_state(_strip(tensors, "terminal/"))
+        self.schedule.load_state(_strip(tensors, "schedule/"), meta["schedule"])
+        self.round, self.metrics = meta["round"], meta["metrics"]
+        self.train_seconds, self.eval_seconds = meta["train_seconds"], meta["eval_seconds"]
+        self.rd.rewrite_metrics(self.metrics)
+
+    def train(self, resume: bool, show_progress: bool | None) -> dict[str, Any]:
+        """All remaining rounds; returns the last round's metrics row."""
+        if resume:
+            self.restore()
+        else:
+            self.rd.reset_metrics()
+            self.save()  # round 0: a lost actor in the first rounds can restart from here
+        c = self.config
+        with progress(show_progress) as bar:
+            task = bar.add_task(f"holonic {c.name}/{c.distribution}", total=c.rounds,
+                                completed=self.round, info="")
+            while self.round < c.rounds:
+                try:
+                    row = self.one_round()
+                except AgentsLost as lost:
+                    self.recover(lost)
+                    bar.update(task, completed=self.round)
+                    continue
+                acc = row["mean_test_accuracy"]
+                bar.update(task, completed=self.round,
+                           info="" if acc is None else f"acc {acc:.3f}")
+        return self.metrics[-1]
+
+    def one_round(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        loss, flat = self.engine.train(self.config.local_epochs)
+        models = self.schedule.step(torch.from_numpy(flat))
+        self.engine.load_flat(models.numpy())
+        t1 = time.perf_counter()
+        self.train_seconds += t1 - t0
+        self.round += 1
+        row = {"round": self.round, "mean_train_loss": float(loss.mean()),
+               "mean_test_accuracy": None, "root_test_accuracy": None,
+               **self.schedule.traffic.totals(),
+               "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
+        if self.round % self.config.eval_every == 0 or self.round == self.config.rounds:
+            row.update(self.evaluate(models))
+            self.eval_seconds += time.perf_counter() - t1
+        self.metrics.append(row)
+        self.rd.log_metrics(row)
+        if self.round % self.every == 0 or self.round == self.config.rounds:
+            self.save()
+        if self.log is not None:
+            self.log(row)
+        return row
+
+    def evaluate(self, models: Tensor) -> dict[str, Any]:
+        """Test accuracy of every terminal (and of the root's model, if it has a head)."""
+        n = len(self.terminals)
+        if self.root_aggregates:
+            models = torch.cat([models, self.schedule.models[self.holarchy.root][None]])
+        acc = self.evaluator.accuracy(models)
+        return {"mean_test_accuracy": float(acc[:n].mean()),
+                "root_test_accuracy": float(acc[-1]) if self.root_aggregates else None,
+                "test_accuracy": dict(zip(self.terminals, acc[:n].tolist(), strict=True))}
+
+    def recover(self, lost: AgentsLost) -> None:
+        """Restart lost actors and rewind to the last checkpoint, or stop with one clear line."""
+        if not self.config.restart_failed:
+            last = checkpoint_meta(self.checkpoint)["round"]
+            raise RunInterrupted(f"{lost}; last checkpoint: round {last}; resume with: "
+                                 f"osmotic resume {self.rd.path}") from None
+        self.engine.recover()
+        self.restore()
 
 
 def rounds_to(history: list[dict[str, Any]], accuracy: float) -> int | None:
@@ -121,13 +228,23 @@ def rounds_to(history: list[dict[str, Any]], accuracy: float) -> int | None:
                  if (r["mean_test_accuracy"] or 0.0) >= accuracy), None)
 
 
-def _save_models(rd: RunDir, pop: Population, schedule: SyncSchedule) -> None:
-    """Final models as safetensors: terminals stacked on axis 0 (ids in the metadata), and each
-    non-terminal's flat parameter vector."""
+def _save_models(rd: RunDir, terminals: list[str], state: dict[str, Tensor],
+                 schedule: SyncSchedule) -> None:
+    """Final models as safetensors: terminals' parameters and buffers stacked on axis 0
+    (`param.<name>`, ids in the metadata), and each non-terminal's flat parameter vector."""
     models = rd.path / "models"
     models.mkdir(exist_ok=True)
-    save_file({k: v.contiguous() for k, v in pop.state().items()},
-              models / "terminals.safetensors", metadata={"agent_ids": ",".join(pop.agent_ids)})
+    prefix = f"{terminals[0]}/"
+    names = [k[len(prefix):] for k in state
+             if k.startswith(prefix) and k.split("/")[-2] in ("param", "buffer")]
+    stacked = {n.replace("/", ".", 1): torch.stack([state[f"{t}/{n}"] for t in terminals])
+               for n in names}
+    save_file(stacked, models / "terminals.safetensors",
+              metadata={"agent_ids": ",".join(terminals)})
     if schedule.models:
         save_file({h: m.contiguous() for h, m in schedule.models.items()},
                   models / "holons.safetensors", metadata={"layout": "Population.flat order"})
+
+
+def _strip(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

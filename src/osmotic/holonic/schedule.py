@@ -16,6 +16,7 @@ Models are flat parameter vectors; averaging uses the package's "mean" strategy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -115,3 +116,20 @@ class SyncSchedule:
             self.traffic.send(s, "vertical", len(head.members))
         self.models = {h: models[h].clone() for h in self.models}
         return torch.stack([models[t] for t in self.terminals])
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """For checkpoints: holon models and pending reports as tensors (copies, so none share
+        memory), budgets used and message counts as JSON."""
+        tensors = {f"model/{h}": m.clone() for h, m in self.models.items()}
+        tensors.update({f"report/{s}/{m}": x.clone()
+                        for s, got in self.reports.items() for m, x in got.items()})
+        return tensors, {"used": dict(self.used), "messages": self.traffic.per_holon(),
+                         "reports": {s: list(got) for s, got in self.reports.items()}}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of `state`."""
+        self.models = {h: tensors[f"model/{h}"].clone() for h in self.models}
+        self.reports = {s: {m: tensors[f"report/{s}/{m}"].clone() for m in members}
+                        for s, members in meta["reports"].items()}
+        self.used = dict(meta["used"])
+        self.traffic.messages = {h: dict(c) for h, c in meta["messages"].items()}

@@ -14,8 +14,9 @@ per real step. A terminal trains identically alone or batched with any others.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -101,6 +102,58 @@ class LocalTrainer:
                 total[active] += ce.detach().sum(1).double()
                 count[active] += weight.sum(1).double()
         return total / count
+
+    def state(self) -> dict[str, Tensor]:
+        """Everything a terminal carries between rounds, keyed per terminal: parameters and
+        noise generators (`Population.agent_state`) plus batch-order generators. Plain SGD has
+        no state of its own."""
+        shuffle = {f"{a}/rng/shuffle": g.get_state()
+                   for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True)}
+        return {**self.pop.agent_state(), **shuffle}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Inverse of `state` for these terminals (`state` may hold more)."""
+        self.pop.load_agent_state(state)
+        for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True):
+            g.set_state(state[f"{a}/rng/shuffle"])
+
+
+class Terminals:
+    """The terminals one process hosts: their `Population` and `LocalTrainer`.
+
+    The in-process engine is one of these for all terminals; on Ray every actor hosts one for
+    its shard. Arguments and results are NumPy arrays, the form in which parameters travel
+    between processes (in-process they are shared, not copied).
+    """
+
+    name = "inprocess"
+
+    def __init__(self, build: Callable[[], nn.Module], ids: Sequence[str], init: Tensor,
+                 images: Tensor, labels: Tensor, parts: Sequence[Tensor], batch_size: int,
+                 lr: float, seed: int):
+        self.pop = Population(build, ids, seed)
+        self.pop.load_flat(init.expand(len(ids), -1))  # every terminal starts from `init`
+        self.trainer = LocalTrainer(self.pop, images, labels, parts, batch_size, lr, seed)
+
+    def train(self, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+        """`epochs` local epochs; each terminal's mean loss and its flat parameters [T, P]."""
+        loss = self.trainer.train(epochs)
+        return loss.numpy(), self.pop.flat().numpy()
+
+    def load_flat(self, flat: np.ndarray) -> None:
+        self.pop.load_flat(torch.from_numpy(flat))
+
+    def state(self) -> dict[str, Tensor]:
+        return self.trainer.state()
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.trainer.load_state(state)
+
+    def recover(self) -> None:
+        """Nothing runs elsewhere, so nothing can be lost."""
+
+    def shutdown(self) -> None:
+        """Nothing to stop."""
 
 
 class Evaluator:
