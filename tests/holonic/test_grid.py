@@ -22,3 +22,10 @@ def test_grid_writes_comparison_and_resumes(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(grid, "run", no_rerun)
     assert grid.run_grid(base, tmp_path, False, ("2L", "1P"), ("eqniid",)) == first
+
+
+def test_grid_reruns_a_cell_whose_settings_changed(tmp_path: Path) -> None:
+    base = HolonicConfig(structure="1P", rounds=1, local_epochs=1, holdout=100, pool_size=60)
+    grid.run_grid(base, tmp_path, False, ("1P",), ("eqniid",))
+    again = grid.run_grid(base.with_overrides(lr=0.05), tmp_path, False, ("1P",), ("eqniid",))
+    assert again[0]["run_dir"] == str(tmp_path / "1P-eqniid-1")  # written beside, not reused

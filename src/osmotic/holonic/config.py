@@ -15,6 +15,9 @@ from osmotic.holonic.builders import structure
 from osmotic.holonic.holarchy import Holarchy, HolarchyError
 from osmotic.models import MODELS
 
+ENGINE_FIELDS = ("engine", "actors", "ray_address", "restart_failed", "checkpoint_every")
+"""Settings that decide where and how safely a run computes, not what it computes."""
+
 
 class HolonicConfig(BaseModel):
     """Every setting of a holonic run."""
@@ -93,6 +96,19 @@ class HolonicConfig(BaseModel):
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             raise HolarchyError(f"{path}: {loc}: {err['msg']}") from None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> HolonicConfig:
+        """The settings a run recorded in its `config.yaml` (its other entries, such as the
+        resolved holarchy and the data source, are descriptions, not settings)."""
+        path = Path(run_dir) / "config.yaml"
+        saved = yaml.safe_load(path.read_text()) or {}
+        return cls(**{k: v for k, v in saved.items() if k in cls.model_fields})
+
+    def same_experiment(self, other: HolonicConfig) -> bool:
+        """Whether `other` computes the same numbers (engine settings aside)."""
+        return self.model_dump(exclude=set(ENGINE_FIELDS)) == \
+            other.model_dump(exclude=set(ENGINE_FIELDS))
 
     def with_overrides(self, **changes: Any) -> HolonicConfig:
         """A validated copy with `changes` applied (None values are ignored)."""

@@ -25,8 +25,8 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
              distributions: tuple[str, ...] = DISTRIBUTIONS) -> list[dict[str, Any]]:
     """Run every combination (the data are loaded once) and write the comparison.
 
-    A combination whose folder already holds a finished run with the same rounds and seed is
-    read back, not re-run, so an interrupted grid resumes where it stopped.
+    A combination whose folder already holds a finished run of the same settings (engine
+    settings aside) is read back, not re-run, so an interrupted grid resumes where it stopped.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,14 +36,19 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
         for s in structures:
             cfg = base.with_overrides(structure=s, distribution=dist)
             cell = out / f"{s}-{dist}"
-            finished = cell / "summary.json"
-            done = json.loads(finished.read_text()) if finished.exists() else None
-            if done and (done["rounds"], done["seed"]) == (cfg.rounds, cfg.seed):
-                summaries.append(done)
+            if _finished(cell, cfg):
+                summaries.append(json.loads((cell / "summary.json").read_text()))
             else:
                 summaries.append(run(cfg, cell, data, show_progress))
     write_comparison(out, summaries)
     return summaries
+
+
+def _finished(cell: Path, config: HolonicConfig) -> bool:
+    """Whether `cell` holds a finished run of `config`'s experiment."""
+    if not (cell / "summary.json").exists():
+        return False
+    return HolonicConfig.from_run(cell).same_experiment(config)
 
 
 def write_comparison(out: Path, summaries: list[dict[str, Any]]) -> None:

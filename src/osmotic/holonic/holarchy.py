@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +221,15 @@ class Holarchy:
         """Non-terminal holons, every holon after all of its members (bottom-up order)."""
         return [h for h in self.postorder() if not self.holons[h].terminal]
 
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        """Position of every holon in holarchy order (a holarchy does not change once built;
+        the schedule asks for neighbours of every holon every round)."""
+        return {h: i for i, h in enumerate(self.preorder())}
+
     def neighbours(self, hid: str) -> list[str]:
         """Neighbours of `hid` in holarchy order (so averages sum in a fixed order)."""
-        rank = {h: i for i, h in enumerate(self.preorder())}
-        return sorted(self.graph.neighbors(hid), key=rank.__getitem__)
+        return sorted(self.graph.neighbors(hid), key=self._rank.__getitem__)
 
     def depth(self, hid: str) -> int:
         d = 0

@@ -59,40 +59,34 @@ def draw_holarchy(h: Holarchy, path: str | Path, title: str = "") -> None:
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> None:
     """One run: mean terminal training loss and test accuracy (and the root's) per round."""
-    rounds = [r["round"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
-    a.plot(rounds, [r["mean_train_loss"] for r in rows])
-    a.set(xlabel="round", ylabel="mean training loss", yscale="log")
-    tested = [r for r in rows if r["mean_test_accuracy"] is not None]
-    b.plot([r["round"] for r in tested], [r["mean_test_accuracy"] for r in tested],
-           label="terminals (mean)")
     root = [(r["round"], r["root_test_accuracy"]) for r in rows
             if r.get("root_test_accuracy") is not None]
-    if root:
-        b.plot(*zip(*root, strict=True), ls="--", label="root model")
-    b.set(xlabel="round", ylabel="test accuracy")
-    b.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plot({"terminals (mean)": rows}, path, title, "test accuracy", root)
 
 
 def plot_comparison(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
                     title: str) -> None:
     """Several runs (one line each): mean training loss and mean test accuracy per round, the
     layout of the paper's Figs. 6-8."""
+    _plot(curves, path, title, "mean test accuracy")
+
+
+def _plot(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str,
+          accuracy_label: str, root: Sequence[tuple[int, float]] = ()) -> None:
+    """Training loss (left) and test accuracy on the tested rounds (right), a line per curve;
+    `root`: (round, accuracy) of the root's model, dashed."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
     for label, rows in curves.items():
-        rounds = [r["round"] for r in rows]
-        a.plot(rounds, [r["mean_train_loss"] for r in rows], label=label)
+        a.plot([r["round"] for r in rows], [r["mean_train_loss"] for r in rows], label=label)
         tested = [r for r in rows if r["mean_test_accuracy"] is not None]
         b.plot([r["round"] for r in tested], [r["mean_test_accuracy"] for r in tested],
                label=label)
+    if root:
+        b.plot(*zip(*root, strict=True), ls="--", label="root model")
     a.set(xlabel="round", ylabel="mean training loss", yscale="log")
-    b.set(xlabel="round", ylabel="mean test accuracy")
+    b.set(xlabel="round", ylabel=accuracy_label)
     b.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -103,9 +102,7 @@ def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]
         raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
     if not (rd / CHECKPOINT).exists():
         raise ValueError(f"{rd}: no {CHECKPOINT} to resume from")
-    saved = yaml.safe_load((rd / "config.yaml").read_text())
-    config = HolonicConfig(**{k: v for k, v in saved.items() if k in HolonicConfig.model_fields})
-    return run(config, rd, show_progress=show_progress, resume=True)
+    return run(HolonicConfig.from_run(rd), rd, show_progress=show_progress, resume=True)
 
 
 def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: MnistData,

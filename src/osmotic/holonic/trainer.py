@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.runtime.population import Population, agent_seed
@@ -62,24 +61,6 @@ class LocalTrainer:
             real[i, : len(p)] = True
         return idx, real
 
-    def _noise(self, active: list[int]) -> Tensor:
-        """Dropout noise [active terminals, batch, width], one draw per real step from each
-        terminal's own generator (so it advances by that terminal's steps only)."""
-        return torch.stack([torch.rand(self.batch_size, self.noise_width,
-                                       generator=self.pop.generators[i]) for i in active])
-
-    def _forward(self, active: Tensor, *args: Tensor) -> Tensor:
-        """Logits of the `active` terminals only. Their parameters are gathered from the stack
-        (the gradient flows back into it, zero for the others), so a terminal whose data ran
-        out this epoch costs nothing while the larger ones finish."""
-        params = {k: v[active] for k, v in self.pop.params.items()}
-        buffers = {k: v[active] for k, v in self.pop.buffers.items()}
-
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], *a: Tensor) -> Tensor:
-            return functional_call(self.pop.template, (p, b), a)
-
-        return vmap(one)(params, buffers, *args)
-
     def train(self, epochs: int) -> Tensor:
         """Train every terminal `epochs` epochs; returns each one's mean per-sample loss."""
         total = torch.zeros(len(self.pop), dtype=torch.float64)
@@ -92,8 +73,10 @@ class LocalTrainer:
                 rows = idx[active, start : start + b]
                 weight = real[active, start : start + b].to(torch.float32)
                 x, y = self.images[rows], self.labels[rows]
-                args = (x, self._noise(active.tolist())) if self.noise_width else (x,)
-                logits = self._forward(active, *args)
+                # Dropout noise: one draw per real step from each active terminal's generator.
+                noise = [self.pop.rand(b, self.noise_width, agents=active.tolist())] \
+                    if self.noise_width else []
+                logits = self.pop(x, *noise, agents=active)
                 ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
                 ce = ce.view_as(weight) * weight
                 self.opt.zero_grad(set_to_none=True)
@@ -160,7 +143,8 @@ class Evaluator:
     """Test accuracy of flat models ([models, P] rows in `Population.flat` order).
 
     Identical rows are evaluated once: after a head sends its model down, all its members hold
-    the same parameters, so a 2L round has 2-3 distinct models, not 11. Models run one after
+    the same parameters, so a 2L round evaluates at most 2 distinct models (the terminals' and
+    the root's), not 11. Models run one after
     another through one module: on CPU a vmapped (grouped) convolution measured slower than a
     loop for inference, and inference draws no randomness, so nothing is lost.
     """

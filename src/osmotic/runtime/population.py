@@ -55,10 +55,17 @@ class Population:
     def __len__(self) -> int:
         return len(self.agent_ids)
 
-    def __call__(self, *args: Tensor) -> object:
-        """Run the model's forward for every agent; each arg has a leading agent axis."""
+    def __call__(self, *args: Tensor, agents: Tensor | None = None) -> object:
+        """Run the model's forward for every agent, or for the agents at positions `agents`
+        only; each arg has a leading axis over those agents. A subset's parameters are gathered
+        from the stack (gradients flow back into it, zero for the others), so agents with
+        nothing to do in a step cost nothing."""
+        params, buffers = self.params, self.buffers
+        if agents is not None:
+            params = {k: v[agents] for k, v in params.items()}
+            buffers = {k: v[agents] for k, v in buffers.items()}
         return vmap(lambda p, b, *a: functional_call(self.template, (p, b), a))(
-            self.params, self.buffers, *args)
+            params, buffers, *args)
 
     def randn(self, *shape: int, stream: str | None = None) -> Tensor:
         """Standard-normal noise of `shape` for every agent, from each agent's own generator;
@@ -68,9 +75,11 @@ class Population:
             torch.Generator().manual_seed(agent_seed(self.seed, a, stream)) for a in self.agent_ids]
         return torch.stack([torch.randn(*shape, generator=g) for g in gens])
 
-    def rand(self, *shape: int) -> Tensor:
-        """Uniform [0, 1) noise of `shape` for every agent (dropout masks, say)."""
-        return torch.stack([torch.rand(*shape, generator=g) for g in self.generators])
+    def rand(self, *shape: int, agents: Sequence[int] | None = None) -> Tensor:
+        """Uniform [0, 1) noise of `shape` for every agent (dropout masks, say), or for the
+        agents at positions `agents` only (the others' generators do not advance)."""
+        gens = self.generators if agents is None else [self.generators[i] for i in agents]
+        return torch.stack([torch.rand(*shape, generator=g) for g in gens])
 
     def num_parameters(self) -> int:
         """Trainable parameters of one agent."""
