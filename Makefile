@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_osml.py
 	$(PY) benchmarks/bench_holonic.py
+	$(PY) benchmarks/bench_ray.py
 	$(PY) benchmarks/osml_reproduce.py
 
 lint: $(STAMP)
