@@ -15,7 +15,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from torch import Tensor
 
-from osmotic.osmosis.metrics import pair_scores, rank_scores
+from osmotic.osmosis.metrics import pair_scores, pairwise_ranks
 
 
 @dataclass
@@ -51,9 +51,8 @@ def average_linkage(scores: np.ndarray, threshold: float) -> list[list[int]]:
 
 def cluster(E: Tensor, threshold: float, beta: float, min_rank: float) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Groups from embeddings E [agents, S, d] at S sampled steps: (groups, scores, ranks)."""
-    n = E.shape[0]
     scores = pair_scores(E, beta).numpy()
-    ranks = torch.stack([rank_scores(E, i, range(n)) for i in range(n)]).numpy()
+    ranks = pairwise_ranks(E).numpy()
     ranks = (ranks + ranks.T) / 2
     affinity = np.where(ranks >= min_rank, scores, 0.0)
     return average_linkage(affinity, threshold), scores, ranks

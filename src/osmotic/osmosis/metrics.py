@@ -53,6 +53,23 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     return (1 - (rank - 1) / max(T - 1, 1)).mean(-1)
 
 
+def pairwise_ranks(E: Tensor, max_elements: int = 1 << 24) -> Tensor:
+    """`rank_scores` of every ordered pair [agents, agents] (the diagonal is 1), computed for as
+    many rows at a time as fit in `max_elements`: few large temporaries rather than one per
+    agent, which kept a Ray driver's heap growing with hundreds of agents."""
+    n, T = E.shape[0], E.shape[1]
+    En = F.normalize(E, dim=-1)
+    rows = max(1, max_elements // (n * T * T))
+    out = []
+    for k in range(0, n, rows):
+        c = torch.einsum("itd,jsd->ijts", En[k : k + rows], En)  # [rows, n, T, T]
+        own = torch.diagonal(c, dim1=2, dim2=3).unsqueeze(-1)
+        better = (c > own).sum(-1).to(E.dtype)
+        tied = (c == own).sum(-1).to(E.dtype) - 1
+        out.append((1 - better / max(T - 1, 1) - tied / (2 * max(T - 1, 1))).mean(-1))
+    return torch.cat(out)
+
+
 def rank_score(E: Tensor, groups: Sequence[Sequence[int]], max_pairs: int | None = None,
                seed: int = 0) -> list[float]:
     """Collapse-aware agreement per group: rank_scores averaged over ordered pairs i ≠ j.
