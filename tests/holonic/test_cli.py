@@ -67,6 +67,14 @@ def test_reproduce_uses_the_papers_settings(tmp_path: Path, capsys: pytest.Captu
     c = seen[0]
     assert (c.structure, c.distribution, c.local_epochs, c.lr, c.batch_size, c.budget) == \
         ("1P", "eqniid", 5, 0.01, 32, 2)
+    assert (c.engine, c.restart_failed, c.checkpoint_every) == ("inprocess", False, None)
+
+    holonic(capsys, "reproduce", "--structure", "2L", "--distribution", "iid", "--engine",
+            "ray", "--actors", "3", "--ray-address", "auto", "--restart-failed",
+            "--checkpoint-every", "4", "--out", str(tmp_path / "r2"))
+    c = seen[1]
+    assert (c.engine, c.actors, c.ray_address, c.restart_failed, c.checkpoint_every) == \
+        ("ray", 3, "auto", True, 4)
 
 
 def test_p2p_run_has_no_root_accuracy(tmp_path: Path) -> None:

@@ -44,9 +44,11 @@ def same_numbers(a: dict[str, Any], b: dict[str, Any], atol: float = 0.0) -> Non
 
 
 def interrupted_then_resumed(tmp_path: Path, **engine: Any) -> tuple[dict, dict, Path]:
+    """The straight run in-process (engines agree, tests/holonic/test_ray.py), the interrupted
+    and resumed one on `engine`."""
     config = small(**engine)
     data = load_data(config)
-    straight = run(config, tmp_path / "straight", data)
+    straight = run(config.with_overrides(engine="inprocess"), tmp_path / "straight", data)
     # An interruption after round 2 leaves exactly what a 2-round run leaves on disk.
     run(config.with_overrides(rounds=2), tmp_path / "cut", data)
     (tmp_path / "cut" / "summary.json").unlink()

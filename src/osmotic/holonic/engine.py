@@ -56,8 +56,6 @@ class RayTerminals:
     initial weights go to the object store under references held here, for the whole run.
     """
 
-    name = "ray"
-
     def __init__(self, ids: Sequence[str], build: Callable[..., Callable[[], Terminals]], *,
                  address: str | None = None, **pool: Any):
         from osmotic.engines.ray import ActorPool, start_ray

@@ -109,8 +109,6 @@ class Terminals:
     between processes (in-process they are shared, not copied).
     """
 
-    name = "inprocess"
-
     def __init__(self, build: Callable[[], nn.Module], ids: Sequence[str], init: Tensor,
                  images: Tensor, labels: Tensor, parts: Sequence[Tensor], batch_size: int,
                  lr: float, seed: int):
