@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osmotic.holonic.config import HolonicConfig
+from osmotic.holonic.config import ENGINE_FIELDS, HolonicConfig
 from osmotic.holonic.holarchy import Holarchy
 
 
@@ -42,6 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
     p.add_argument("--json", action="store_true", help="print summary.json as the last line")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default 1)")
     p.add_argument("--engine", choices=["inprocess", "ray"], help="where terminals train "
                    "(default inprocess)")
     p.add_argument("--actors", type=int, help="Ray actors (default: one per CPU)")
@@ -53,9 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine and checkpoint options given on the command line (unset: None)."""
-    return {k: getattr(args, k) for k in ("engine", "actors", "ray_address", "restart_failed",
-                                          "checkpoint_every")}
+    """The engine, thread and checkpoint options given on the command line (unset: None)."""
+    return {k: getattr(args, k) for k in ENGINE_FIELDS}
 
 
 def _reproduce(args: argparse.Namespace) -> int:

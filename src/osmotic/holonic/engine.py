@@ -39,7 +39,7 @@ def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool
 
     if config.engine == "ray":
         return RayTerminals(list(ids), build, actors=config.actors, address=config.ray_address,
-                            restart=config.restart_failed)
+                            threads=config.threads, restart=config.restart_failed)
     return build(list(ids))()
 
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from osmotic.data import partition as partitions
 from osmotic.data.mnist import MnistData, Split, load_mnist, stratified_holdout
 from osmotic.engines import AgentsLost, RunInterrupted
+from osmotic.engines.inprocess import cpu_threads
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.engine import make_terminals
 from osmotic.holonic.holarchy import Holarchy
@@ -72,13 +73,14 @@ def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
     weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
     schedule = SyncSchedule(holarchy, weights, config.budget, init)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
-    engine = make_terminals(config, terminals, init, data.train, parts)
-    try:
-        rounds = _Rounds(config, holarchy, engine, schedule, evaluator, rd, log)
-        row = rounds.train(resume, show_progress)
-        _save_models(rd, terminals, engine.state(), schedule)
-    finally:
-        engine.shutdown()
+    with cpu_threads(config.threads):
+        engine = make_terminals(config, terminals, init, data.train, parts)
+        try:
+            rounds = _Rounds(config, holarchy, engine, schedule, evaluator, rd, log)
+            row = rounds.train(resume, show_progress)
+            _save_models(rd, terminals, engine.state(), schedule)
+        finally:
+            engine.shutdown()
     write_json(rd.file("traffic.json"), schedule.traffic.per_holon())
     history = rd.read_metrics()
     plot_curves(history, rd.plots / "curves.png", f"{config.name} / {config.distribution}")
