@@ -9,13 +9,14 @@ often each acceptance criterion held. Writes `benchmarks/results/osml_reproduce.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from osmotic.osmosis.experiments import EXPERIMENTS, CsvSource, GeneratedSource, PAPER_DATA
+from osmotic.osmosis.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
 from osmotic.osmosis.trainer import train_osml
 
 OUT = Path(__file__).parent / "results" / "osml_reproduce.md"
@@ -52,7 +53,7 @@ def _found(s: dict[str, Any]) -> str:
 
 
 def _fmt(values: list[float]) -> str:
-    ok = [v for v in values if v == v]
+    ok = [v for v in values if not math.isnan(v)]
     if not ok:
         return "–"
     sd = statistics.stdev(ok) if len(ok) > 1 else 0.0
@@ -66,8 +67,9 @@ def main() -> None:
     ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
     args = ap.parse_args()
     sources = ["paper", "generated"] if PAPER_DATA.is_dir() else ["generated"]
-    lines = ["| experiment | data | preserve | metrics (mean ± sd over seeds) | expected "
-             "sub-contexts found | most often found | train s (mean) |", "|---|---|---|---|---|---|---|"]
+    header = ("| experiment | data | preserve | metrics (mean ± sd over seeds) | expected "
+              "sub-contexts found | most often found | train s (mean) |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for name in args.experiments:
         exp = EXPERIMENTS[name]
         stats, criterion = REPORTS[name]

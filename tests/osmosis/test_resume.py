@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from osmotic.osmosis.trainer import train_osml
 from osmotic.report.rundir import RunDir
@@ -37,10 +37,10 @@ def test_resume_equals_uninterrupted_inprocess(tiny_context, tiny_config, tmp_pa
 def test_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / "checkpoint.safetensors"
 
-    save_checkpoint(path, {"w": torch.ones(2)}, {"epoch": 1})
+    save_checkpoint(path, {"group": {"w": torch.ones(2)}}, {"epoch": 1})
     assert not path.with_name(path.name + ".tmp").exists()
     tensors, meta = load_checkpoint(path)
-    assert meta == {"epoch": 1} and tensors["w"].tolist() == [1.0, 1.0]
+    assert meta == {"epoch": 1} and tensors["group"]["w"].tolist() == [1.0, 1.0]
 
 
 def test_not_a_checkpoint_is_one_clear_error(tmp_path):

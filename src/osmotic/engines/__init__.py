@@ -1,7 +1,7 @@
 """Engines decide where shards and heads live and how arrays travel; the algorithms don't change."""
 
 
-class AgentsLost(RuntimeError):  # noqa: N818 (it is an event, not a programming error)
+class AgentsLost(RuntimeError):
     """Some agents' process died (a Ray actor, say); the message names them."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ def split(ids: Sequence[str], parts: int) -> list[list[str]]:
     """Contiguous, nearly equal chunks of `ids` (as many as `parts`, at most one per agent)."""
     parts = max(1, min(parts, len(ids)))
     bounds = np.linspace(0, len(ids), parts + 1).round().astype(int)
-    return [list(ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [list(ids[a:b]) for a, b in pairwise(bounds)]
 
 
 class Host:
@@ -101,7 +102,7 @@ class ActorPool:
     def scatter(self, x: np.ndarray) -> list[np.ndarray]:
         """Rows of `x` (one per agent, in shard order) cut into the actors' shares."""
         bounds = np.cumsum([0] + [len(c) for c in self.chunks])
-        return [x[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return [x[lo:hi] for lo, hi in pairwise(bounds)]
 
     def _lost_errors(self) -> tuple[type[Exception], ...]:
         ex = self.ray.exceptions

@@ -141,16 +141,14 @@ class _Rounds:
 
     def save(self) -> None:
         tensors, rest = self.schedule.state()
-        save_checkpoint(self.checkpoint,
-                        {**{f"terminal/{k}": v for k, v in self.engine.state().items()},
-                         **{f"schedule/{k}": v for k, v in tensors.items()}},
+        save_checkpoint(self.checkpoint, {"terminal": self.engine.state(), "schedule": tensors},
                         {"round": self.round, "metrics": self.metrics, "schedule": rest,
                          "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds})
 
     def restore(self) -> None:
-        tensors, meta = load_checkpoint(self.checkpoint)
-        self.engine.load_state(_strip(tensors, "terminal/"))
-        self.schedule.load_state(_strip(tensors, "schedule/"), meta["schedule"])
+        groups, meta = load_checkpoint(self.checkpoint)
+        self.engine.load_state(groups.get("terminal", {}))
+        self.schedule.load_state(groups.get("schedule", {}), meta["schedule"])
         self.round, self.metrics = meta["round"], meta["metrics"]
         self.train_seconds, self.eval_seconds = meta["train_seconds"], meta["eval_seconds"]
         self.rd.rewrite_metrics(self.metrics)
@@ -244,6 +242,3 @@ def _save_models(rd: RunDir, terminals: list[str], state: dict[str, Tensor],
         save_file({h: m.contiguous() for h, m in schedule.models.items()},
                   models / "holons.safetensors", metadata={"layout": "Population.flat order"})
 
-
-def _strip(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

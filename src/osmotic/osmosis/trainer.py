@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from osmotic.engines import AgentsLost, RunInterrupted
 from osmotic.engines.inprocess import InProcessEngine, cpu_threads
@@ -145,16 +144,15 @@ class _Run:
 
     def save(self) -> None:
         tensors, rest = self.diffuser.state()
-        save_checkpoint(self.checkpoint, {**{f"agent/{k}": v for k, v in self.engine.state().items()},
-                                          **{f"diffuser/{k}": v for k, v in tensors.items()}},
+        save_checkpoint(self.checkpoint, {"agent": self.engine.state(), "diffuser": tensors},
                         {"epoch": self.epoch, "metrics": self.metrics, "diffuser": rest,
                          "train_seconds": self.train_seconds,
                          "train_cpu_seconds": self.train_cpu_seconds})
 
     def restore(self) -> None:
-        tensors, meta = load_checkpoint(self.checkpoint)
-        self.engine.load_state(_strip(tensors, "agent/"))
-        self.diffuser.load_state(_strip(tensors, "diffuser/"), meta["diffuser"])
+        groups, meta = load_checkpoint(self.checkpoint)
+        self.engine.load_state(groups.get("agent", {}))
+        self.diffuser.load_state(groups.get("diffuser", {}), meta["diffuser"])
         self.epoch, self.metrics = meta["epoch"], meta["metrics"]
         self.train_seconds, self.train_cpu_seconds = meta["train_seconds"], meta["train_cpu_seconds"]
         self.run_dir.rewrite_metrics(self.metrics)
@@ -253,6 +251,3 @@ class _Run:
         }
         return OsmlResult(ids, summary, self.metrics, ev["embeddings"].numpy(), history)
 
-
-def _strip(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

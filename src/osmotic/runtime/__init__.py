@@ -2,4 +2,4 @@
 from osmotic.runtime.population import Population, agent_seed
 from osmotic.runtime.strategies import STRATEGIES, Strategy, make_strategy
 
-__all__ = ["Population", "agent_seed", "STRATEGIES", "Strategy", "make_strategy"]
+__all__ = ["STRATEGIES", "Population", "Strategy", "agent_seed", "make_strategy"]

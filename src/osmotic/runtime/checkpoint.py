@@ -18,17 +18,24 @@ from torch import Tensor
 _KEY = "osmotic"
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, groups: dict[str, dict[str, Tensor]],
+                    meta: dict[str, Any]) -> None:
+    """Save named groups of tensors (stored as `<group>/<name>`) and a JSON-able `meta`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={_KEY: json.dumps(meta)})
+    flat = {f"{g}/{k}": v.detach().contiguous() for g, ts in groups.items() for k, v in ts.items()}
+    save_file(flat, str(tmp), metadata={_KEY: json.dumps(meta)})
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+    """Inverse of `save_checkpoint`: (groups of tensors, meta)."""
     meta = checkpoint_meta(path)
-    return load_file(str(path)), meta
+    groups: dict[str, dict[str, Tensor]] = {}
+    for key, v in load_file(str(path)).items():
+        group, _, name = key.partition("/")
+        groups.setdefault(group, {})[name] = v
+    return groups, meta
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
