@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_osml.py
 	$(PY) benchmarks/bench_holonic.py
 	$(PY) benchmarks/bench_ray.py
+	$(PY) benchmarks/bench_ray_holonic.py
 	$(PY) benchmarks/osml_reproduce.py
 
 lint: $(STAMP)
