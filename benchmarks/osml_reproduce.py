@@ -91,7 +91,13 @@ def main() -> None:
                 print(row, flush=True)
                 lines.append(row)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n")
+    intro = ("# OSM-L: the paper's three experiments, seeds "
+             f"{', '.join(map(str, args.seeds))}\n\nCommand: `.venv/bin/python "
+             "benchmarks/osml_reproduce.py`. Metrics are on the test split; 'paper' = the paper's "
+             "CSV files, 'generated' = our generator with the run's seed. '–': the expected "
+             "sub-context was not found in any seed. Seconds are wall time on the machine as it "
+             "was (shared machines: an upper bound).\n\n")
+    OUT.write_text(intro + "\n".join(lines) + "\n")
     print(f"wrote {OUT}")
 
 
