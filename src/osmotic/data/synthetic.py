@@ -66,12 +66,7 @@ def _wave_with_stationary_phases(
     periods = rng.uniform(90.0, 130.0, size=steps // 90 + 1)
     phase_step = 2 * np.pi / np.repeat(periods, 90)[:steps]
     wave = np.sin(rng.uniform(0, 2 * np.pi) + np.cumsum(phase_step))
-    stationary = np.zeros(steps, dtype=bool)
-    start = int(rng.integers(40, 70))
-    while start < steps:
-        length = int(rng.integers(45, 58))
-        stationary[start : start + length] = True
-        start += length + int(rng.integers(90, 112))
+    stationary = _phases(rng, steps, first=(40, 70), length=(45, 58), gap=(90, 112))
     noise = np.where(stationary, 0.05, 0.11) * rng.standard_normal(steps)
     return np.where(stationary, _STATIONARY_LEVEL, wave) + noise, stationary
 
@@ -110,13 +105,20 @@ def _triangle_wave(rng: np.random.Generator, steps: int) -> np.ndarray:
 
 def _noise_bursts(rng: np.random.Generator, steps: int) -> np.ndarray:
     """Mask of the phases (about a quarter of the time) where agents 2 and 3 turn very noisy."""
-    bursts = np.zeros(steps, dtype=bool)
-    start = int(rng.integers(0, 60))
+    return _phases(rng, steps, first=(0, 60), length=(25, 50), gap=(60, 130))
+
+
+def _phases(rng: np.random.Generator, steps: int, first: tuple[int, int],
+            length: tuple[int, int], gap: tuple[int, int]) -> np.ndarray:
+    """Mask of recurring phases: the first starts in `first`, each lasts a draw from `length`
+    and the next starts a draw from `gap` after it ends (draws are half-open ranges)."""
+    mask = np.zeros(steps, dtype=bool)
+    start = int(rng.integers(*first))
     while start < steps:
-        length = int(rng.integers(25, 50))
-        bursts[start : start + length] = True
-        start += length + int(rng.integers(60, 130))
-    return bursts
+        n = int(rng.integers(*length))
+        mask[start : start + n] = True
+        start += n + int(rng.integers(*gap))
+    return mask
 
 
 def _noise(rng: np.random.Generator, bursts: np.ndarray, calm: float, loud: float) -> np.ndarray:
