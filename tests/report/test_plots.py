@@ -30,13 +30,6 @@ def test_membership_with_changing_and_missing_sub_contexts(tmp_path: Path) -> No
     assert _is_png(path)
 
 
-def test_generic_curves_accept_gaps(tmp_path: Path) -> None:
-    path = plots.plot_curves(tmp_path / "c.png", [1, 2, 3],
-                             {"loss": {"train": [3.0, 2.0, 1.5], "test": [3.5, None, 2.0]},
-                              "accuracy": {"test": [0.1, 0.5, float("nan")]}}, title="t")
-    assert _is_png(path)
-
-
 def test_osml_training_from_metric_rows(tmp_path: Path) -> None:
     found = [{"agents": ["0", "1"], "context_accuracy": 0.9, "rank_score": 0.8}]
     rows = [{"epoch": e, "train_loss": 2.0 / e, "test_loss": 2.2 / e,
@@ -46,5 +39,7 @@ def test_osml_training_from_metric_rows(tmp_path: Path) -> None:
 
 
 def test_no_pyplot_figures_are_left_open(tmp_path: Path) -> None:
-    plots.plot_curves(tmp_path / "c.png", [1, 2], {"loss": {"train": [1.0, 0.5]}})
+    rows = [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.1, "context_accuracy": 0.5,
+             "rank_score": 0.6, "subcontexts": []}]
+    plots.osml_training(tmp_path / "t.png", rows)
     assert plt.get_fignums() == []

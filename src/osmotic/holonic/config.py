@@ -9,21 +9,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from osmotic.holonic.builders import structure
 from osmotic.holonic.holarchy import Holarchy, HolarchyError
 from osmotic.models import MODELS
+from osmotic.settings import Settings, one_line
 
 ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
                  "checkpoint_every")
 """Settings that decide where and how safely a run computes, not what it computes."""
 
 
-class HolonicConfig(BaseModel):
+class HolonicConfig(Settings):
     """Every setting of a holonic run."""
-
-    model_config = ConfigDict(extra="forbid")
 
     structure: Literal["1P", "2L", "3L", "4L"] | None = Field(
         None, description="one of the paper's holarchies (exclusive with `holarchy`)")
@@ -96,9 +95,7 @@ class HolonicConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            raise HolarchyError(f"{path}: {loc}: {err['msg']}") from None
+            raise HolarchyError(one_line(e, str(path))) from None
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> HolonicConfig:
@@ -112,9 +109,3 @@ class HolonicConfig(BaseModel):
         """Whether `other` computes the same numbers (engine settings aside)."""
         return self.model_dump(exclude=set(ENGINE_FIELDS)) == \
             other.model_dump(exclude=set(ENGINE_FIELDS))
-
-    def with_overrides(self, **changes: Any) -> HolonicConfig:
-        """A validated copy with `changes` applied (None values are ignored)."""
-        data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
-        return HolonicConfig(**data)

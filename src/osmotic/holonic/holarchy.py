@@ -28,6 +28,8 @@ import networkx as nx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from osmotic.settings import one_line
+
 
 class HolarchyError(ValueError):
     """An invalid holarchy description (one line, naming the holon or edge)."""
@@ -66,13 +68,6 @@ class HolarchySpec(BaseModel):
     edges: list[tuple[str | int, str | int]] = Field(default_factory=list)
 
 
-def _one_line(e: ValidationError, where: str) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"{where}: {loc}: {err['msg']}{more}"
-
-
 # -- the validated structure ------------------------------------------------------------------
 @dataclass(frozen=True)
 class Holon:
@@ -109,7 +104,7 @@ class Holarchy:
         try:
             spec = HolarchySpec.model_validate(data)
         except ValidationError as e:
-            raise HolarchyError(_one_line(e, where)) from None
+            raise HolarchyError(one_line(e, where)) from None
         roots = spec.holarchy if isinstance(spec.holarchy, list) else [spec.holarchy]
         if len(roots) != 1:
             ids = ", ".join(r.id for r in roots) or "none"

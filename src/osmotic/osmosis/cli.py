@@ -22,6 +22,7 @@ from osmotic.data.synthetic import SIZES, generate_context
 from osmotic.data.timeseries import write_csv
 from osmotic.osmosis import experiments as ex
 from osmotic.osmosis.config import OsmlConfig
+from osmotic.settings import one_line
 
 REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_address",
                      "restart_failed", "checkpoint_every", "eval_every", "threads")
@@ -112,20 +113,8 @@ def resolve(settings: dict[str, Any], origin: str, base: OsmlConfig | None = Non
     try:
         return (base or OsmlConfig()).with_overrides(**settings)
     except ValidationError as e:
-        raise CliError(f"{origin}: {_one_line(e)}") from None
+        raise CliError(one_line(e, origin)) from None
 
-
-def _one_line(e: ValidationError) -> str:
-    """Each error as `field: message (got value)`; a model-level check names its own field."""
-    parts = []
-    for err in e.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:
-            parts.append(msg)
-            continue
-        got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
-        parts.append(f"{'.'.join(map(str, err['loc']))}: {msg}{got}")
-    return "; ".join(parts)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

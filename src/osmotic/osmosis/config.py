@@ -1,14 +1,15 @@
 """OSM-L settings: one validated object, saved with every run as `config.yaml`."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from osmotic.runtime.strategies import STRATEGIES
+from osmotic.settings import Settings
 
 
-class OsmlConfig(BaseModel):
+class OsmlConfig(Settings):
     """Every setting of an OSM-L run. Defaults are the paper's (§IV) except where noted.
 
     Three defaults differ from the paper's and the issue's first proposal, on evidence from the
@@ -17,8 +18,6 @@ class OsmlConfig(BaseModel):
     19 batches, Adam at 1e-3 cannot both align and keep information; InfoNCE at any weight
     either blocks alignment or lets noise agents collapse the shared context.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     agents: list[str] | None = Field(None, description="agent ids to use; default: all in the data")
     epochs: int = Field(5, ge=1)
@@ -63,9 +62,3 @@ class OsmlConfig(BaseModel):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {self.strategy!r}; choose from {sorted(STRATEGIES)}")
         return self
-
-    def with_overrides(self, **changes: Any) -> OsmlConfig:
-        """A validated copy with `changes` applied (None values are ignored)."""
-        data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
-        return OsmlConfig(**data)

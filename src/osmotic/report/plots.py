@@ -1,4 +1,4 @@
-"""PNG figures of a run: the OSM-L paper's Figs. 4–8 and generic curves any mode can reuse.
+"""PNG figures of an OSM-L run: the paper's Figs. 4–8.
 
 Figures are built on `matplotlib.figure.Figure` with an Agg canvas, never through `pyplot`: no
 global figure registry to leak memory across the many runs of a benchmark or a test session, and
@@ -94,17 +94,6 @@ def subcontext_membership(path: str | Path, epochs: Sequence[int],
         Patch(color=colours[k], label=_members(g))
         for g, k in list(colour_of.items())[:MAX_NAMED_SUBCONTEXTS]]
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    return _save(fig, path)
-
-
-def plot_curves(path: str | Path, x: Sequence[float], panels: Mapping[str, Curves], *,
-                xlabel: str = "epoch", title: str | None = None) -> Path:
-    """One panel per entry of `panels`, each with its named curves over `x`: plain lists in, so
-    any mode can draw its losses and accuracies (e.g. {"loss": {"train": [...], "test": [...]}})."""
-    fig, axes = _row_of_panels(len(panels), title)
-    for ax, (name, curves) in zip(axes, panels.items()):
-        _draw(ax, x, curves)
-        ax.set(title=name, xlabel=xlabel)
     return _save(fig, path)
 
 
