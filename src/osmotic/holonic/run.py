@@ -19,7 +19,7 @@ from torch import Tensor
 
 from osmotic.data import partition as partitions
 from osmotic.data.mnist import MnistData, Split, load_mnist, stratified_holdout
-from osmotic.engines import AgentsLost, RunInterrupted
+from osmotic.engines import AgentsLost, stop_or_rewind
 from osmotic.engines.inprocess import cpu_threads
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.engine import make_terminals
@@ -30,7 +30,7 @@ from osmotic.holonic.trainer import Evaluator
 from osmotic.models import make_model
 from osmotic.report import RunDir, progress
 from osmotic.report.rundir import write_json
-from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
 from osmotic.runtime.population import Population
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -210,14 +210,8 @@ class _Rounds:
                 "test_accuracy": dict(zip(self.terminals, acc[:n].tolist(), strict=True))}
 
     def recover(self, lost: AgentsLost) -> None:
-        """Restart lost actors and rewind to the last checkpoint, or stop with one clear line."""
-        if not self.config.restart_failed:
-            last = checkpoint_meta(self.checkpoint)["round"]
-            raise RunInterrupted(f"{lost}; last checkpoint: round {last}; resume with: "
-                                 f"osmotic resume {self.rd.path}") from None
-        self.engine.recover()
-        self.restore()
-
+        stop_or_rewind(lost, restart=self.config.restart_failed, checkpoint=self.checkpoint,
+                       unit="round", engine=self.engine, restore=self.restore)
 
 def rounds_to(history: list[dict[str, Any]], accuracy: float) -> int | None:
     """First (tested) round whose mean terminal test accuracy reaches `accuracy` (None: never)."""

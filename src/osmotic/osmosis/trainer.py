@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from osmotic.engines import AgentsLost, RunInterrupted
+from osmotic.engines import AgentsLost, stop_or_rewind
 from osmotic.engines.inprocess import InProcessEngine, cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.diffuser import Diffuser
@@ -17,7 +17,7 @@ from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
 from osmotic.osmosis.shard import OsmoticShard, objective
 from osmotic.report.progress import progress
 from osmotic.report.rundir import RunDir
-from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
@@ -216,19 +216,8 @@ class _Run:
         return row
 
     def recover(self, lost: AgentsLost) -> None:
-        """Restart lost actors and rewind to the last checkpoint, or stop with one clear line."""
-        where = (f"resume with: osmotic resume {self.run_dir.path}" if self.checkpoint is not None
-                 else "no checkpoint was written (no run directory)")
-        if not (self.config.restart_failed and self.checkpoint is not None):
-            raise RunInterrupted(f"{lost}; last checkpoint: epoch "
-                                 f"{self._checkpoint_epoch()}; {where}") from None
-        self.engine.recover()
-        self.restore()
-
-    def _checkpoint_epoch(self) -> int | None:
-        if self.checkpoint is None or not self.checkpoint.is_file():
-            return None
-        return checkpoint_meta(self.checkpoint)["epoch"]
+        stop_or_rewind(lost, restart=self.config.restart_failed, checkpoint=self.checkpoint,
+                       unit="epoch", engine=self.engine, restore=self.restore)
 
     def result(self, ev: dict[str, Any]) -> OsmlResult:
         ids = self.ids
