@@ -11,7 +11,8 @@ SEEDS = [0, 1, 2]
 
 
 def _whole(kind: str, seed: int) -> dict[str, np.ndarray]:
-    """Train and test joined back into the continuous series they were cut from."""
+    """Train and test pooled: each is a run of the same process, so every property below
+    holds for the pair as for each split."""
     train, test = generate_context(kind, seed)
     return {a: np.concatenate([train[a], test[a]]).astype(np.float64) for a in train}
 
@@ -43,6 +44,16 @@ def test_deterministic_per_seed_and_seeds_differ(kind: str) -> None:
     for agent in first:
         np.testing.assert_array_equal(first[agent], again[agent])
         assert not np.allclose(first[agent], other[agent])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_test_split_is_a_fresh_run_laid_out_like_the_papers(seed: int) -> None:
+    """Held out (no training value reappears) yet, like the paper's test file, a restart of the
+    series: agent 1's first oscillation (agent 0's first stationary phase) starts at step 40-69."""
+    train, test = generate_context("simple", seed)
+    assert not np.isin(test["0"], train["0"]).any()
+    oscillating = np.abs(test["1"][:, 0] - test["0"][:, 0] - 1.0) > 1e-5
+    assert 40 <= int(np.argmax(oscillating)) < 70
 
 
 def test_unknown_kind() -> None:

@@ -15,7 +15,12 @@ a seed. What the paper's files contain, and what is reproduced here:
   feature 1 follows agent 3 inversely (hence agent 2 directly) plus a period-20 sinusoid and
   strong noise.
 
-Each context is one continuous series split in time: the train steps first, the test steps after.
+The test split is a second, independent run of the same process, of the paper's test length.
+The paper's test files restart their series too (for the correlated agents they repeat the first
+training rows), so each holds one stationary phase; a continuation of the training series would
+hold one or two depending on where the cut falls, and with them the share of steps that no
+encoder can tell apart (agent 0 is flat there). An independent run keeps the paper's layout and
+is still held out: no test value is a training value.
 """
 
 from __future__ import annotations
@@ -40,9 +45,12 @@ def generate_context(kind: Literal["simple", "complex"], seed: int) -> tuple[Ser
     """A (train, test) pair of the ``simple`` or ``complex`` context, deterministic per seed."""
     if kind not in SIZES:
         raise ValueError(f"unknown context {kind!r}; expected 'simple' or 'complex'")
-    rng = np.random.default_rng(seed)
-    n_train, n_test = SIZES[kind]
-    steps = n_train + n_test
+    train_rng, test_rng = np.random.default_rng(seed).spawn(2)
+    return tuple(_draw(kind, rng, steps) for rng, steps in zip((train_rng, test_rng), SIZES[kind]))
+
+
+def _draw(kind: str, rng: np.random.Generator, steps: int) -> Series:
+    """One run of the context's process, `steps` long, every agent as a [steps, k] array."""
     agent0, stationary = _wave_with_stationary_phases(rng, steps)
     agents = {"0": agent0, "1": agent0 + OFFSETS[kind] + _oscillation(stationary)}
     if kind == "simple":
@@ -50,8 +58,7 @@ def generate_context(kind: Literal["simple", "complex"], seed: int) -> tuple[Ser
         agents["M1"] = rng.standard_normal(steps)
     else:
         agents.update(_mirrored_pair_and_mixture(rng, steps))
-    series = {a: np.asarray(v, dtype=np.float32).reshape(steps, -1) for a, v in agents.items()}
-    return _split(series, n_train)
+    return {a: np.asarray(v, dtype=np.float32).reshape(steps, -1) for a, v in agents.items()}
 
 
 def _wave_with_stationary_phases(
@@ -124,11 +131,3 @@ def _phases(rng: np.random.Generator, steps: int, first: tuple[int, int],
 def _noise(rng: np.random.Generator, bursts: np.ndarray, calm: float, loud: float) -> np.ndarray:
     """Gaussian noise whose standard deviation switches from ``calm`` to ``loud`` in bursts."""
     return np.where(bursts, loud, calm) * rng.standard_normal(bursts.size)
-
-
-def _split(series: Series, n_train: int) -> tuple[Series, Series]:
-    """Train = the first ``n_train`` steps, test = the rest."""
-    return (
-        {a: v[:n_train] for a, v in series.items()},
-        {a: v[n_train:] for a, v in series.items()},
-    )

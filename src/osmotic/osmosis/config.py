@@ -41,7 +41,7 @@ class OsmlConfig(Settings):
     beta: float = Field(2.0, gt=0, description="β of the similarity (paper Eq. 14)")
     min_rank: float = Field(0.75, ge=0, le=1, description="a pair whose sampled rank score is "
                             "below this counts as unrelated when clustering (0: the paper's rule)")
-    unclustered: Literal["global", "self", "nearest"] = "global"
+    unclustered: Literal["global", "rest", "self", "nearest"] = "global"
     eval_every: int = Field(1, ge=1, description="epochs between test evaluations (the last "
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "

@@ -72,21 +72,28 @@ def _names(groups: list[list[int]], ids: list[str]) -> list[list[str]]:
     return [sorted(ids[i] for i in g) for g in groups]
 
 
+def embed_all(engine: Any, split: str, n_steps: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every step's embeddings [agents, steps, d] under the current models, and each agent's
+    preservation loss averaged over the steps [agents]; no training."""
+    Es, Ps = [], []
+    for start, stop in _batches(n_steps, batch_size):
+        E, P = engine.embed(split, start, stop)
+        Es.append(E)
+        Ps.append(P * (stop - start))
+    return torch.cat(Es, dim=1), torch.stack(Ps).sum(0) / n_steps
+
+
 def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, ids: list[str]) -> dict[str, Any]:
     """Test metrics under the diffuser's current sub-contexts, plus the test embeddings."""
-    Es, losses = [], []
-    for start, stop in _batches(n_steps, config.batch_size):
-        E, P = engine.embed("test", start, stop)
-        losses.append(objective(E, P, diffuser.contexts(E), config.alpha) * (stop - start))
-        Es.append(E)
-    E = torch.cat(Es, dim=1)
+    E, P = embed_all(engine, "test", n_steps, config.batch_size)
+    test_loss = objective(E, P, diffuser.contexts(E), config.alpha)
     groups = diffuser.groups or [list(range(len(ids)))]  # no sub-context: score all agents
     acc = context_accuracy(E, groups, config.beta)
     rank = rank_score(E, groups, config.rank_pairs, config.seed)
     found = groups if diffuser.groups else []
     return {
         "embeddings": E,
-        "test_loss": float(torch.stack(losses).sum(0).mean() / n_steps),
+        "test_loss": float(test_loss.mean()),
         "context_accuracy": float(np.nanmean(acc)),
         "rank_score": float(np.nanmean(rank)),
         "subcontexts": [{"agents": names, "context_accuracy": a, "rank_score": r}
@@ -187,12 +194,12 @@ class _Run:
         loss = torch.zeros(len(self.ids))
         for start, stop in self.batches:
             E, _ = self.engine.embed("train", start, stop, train=True)
-            self.diffuser.observe(range(start, stop), E)
             loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
             bar.advance(b_task)
         self.epoch += 1
         if self.epoch % self.config.cluster_every == 0:
-            self.diffuser.cluster(self.epoch)
+            E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size)
+            self.diffuser.cluster(self.epoch, E)
         self.train_seconds += time.perf_counter() - t0
         self.train_cpu_seconds += time.process_time() - c0
         row = {"epoch": self.epoch, "train_loss": float(loss.mean() / self.n_train),
