@@ -19,7 +19,9 @@ from osmotic.runtime.strategies import Strategy
 
 
 class Diffuser:
-    """Context embeddings for `n_agents` agents under a strategy and a sub-context partition."""
+    """Context embeddings for `n_agents` agents under a strategy and a sub-context partition.
+
+    Its keyword defaults are the paper's rules; `OsmlConfig` holds the tool's defaults."""
 
     def __init__(self, n_agents: int, strategy: Strategy, *, unclustered: str = "global",
                  threshold: float = 0.97, beta: float = 2.0, samples: int = 50,
