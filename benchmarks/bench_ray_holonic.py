@@ -28,40 +28,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_ray import descendants, read_proc
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ray_holonic.md"
 ENGINES = ("inprocess", "ray")
 
 
-def _descendants(root: int) -> list[int]:
-    """Process ids below `root` (the machine may run other people's Ray actors too)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()  # after "pid (comm) "
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
 def _actor_peak_mib() -> float:
     """Summed peak RSS (VmHWM) of this run's Ray actor processes (0 when there are none)."""
-    total = 0
-    for pid in _descendants(os.getpid()):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if "ray::Host" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
-            total += next(int(line.split()[1]) for line in status.splitlines()
-                          if line.startswith("VmHWM:"))
-    return total / 1024
+    procs = (read_proc(pid) for pid in descendants(os.getpid()))
+    return sum(p.peak_mib for p in procs if p is not None and p.name.startswith("ray::Host"))
 
 
 def case(engine: str, rounds: int, epochs: int) -> dict[str, Any]:

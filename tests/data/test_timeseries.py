@@ -56,40 +56,26 @@ def test_malformed_column_name(tmp_path: Path, name: str) -> None:
         read_csv(path)
 
 
-def test_duplicate_column(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent0[0],Agent1[0],Agent0[0]\n1,2,3\n")
-    with pytest.raises(DataError, match=r"bad\.csv: column 'Agent0\[0\]' appears twice"):
-        read_csv(path)
-
-
-def test_missing_feature_index(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent4[0],Agent4[2]\n1,2\n")
-    with pytest.raises(DataError, match=r"bad\.csv: agent '4' .*\(missing Agent4\[1\]"):
-        read_csv(path)
-
-
-def test_ragged_row_features_of_unequal_length(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent4[0],Agent4[1]\n1,2\n3,4\n5\n")
-    with pytest.raises(DataError, match=r"bad\.csv: line 4, column Agent4\[1\]: no value"):
-        read_csv(path)
-
-
-def test_empty_cell(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent0[0],Agent1[0]\n1,2\n,4\n")
-    with pytest.raises(DataError, match=r"bad\.csv: line 3, column Agent0\[0\]: no value"):
-        read_csv(path)
-
-
-def test_row_longer_than_header(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent0[0]\n1\n2,3\n")
-    with pytest.raises(DataError, match=r"bad\.csv: line 3 has 2 cells, the header 1"):
-        read_csv(path)
-
-
-def test_non_numeric_cell(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bad.csv", "Agent0[0],AgentM0[0]\n1,2\n3,abc\n")
-    with pytest.raises(DataError, match=r"line 3, column AgentM0\[0\]: 'abc' is not a number"):
-        read_csv(path)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Agent0[0],Agent1[0],Agent0[0]\n1,2,3\n", r"bad\.csv: column 'Agent0\[0\]' appears twice"),
+        ("Agent4[0],Agent4[2]\n1,2\n", r"bad\.csv: agent '4' .*\(missing Agent4\[1\]"),
+        ("Agent4[0],Agent4[1]\n1,2\n3,4\n5\n",  # ragged row: features of unequal length
+         r"bad\.csv: line 4, column Agent4\[1\]: no value"),
+        ("Agent0[0],Agent1[0]\n1,2\n,4\n", r"bad\.csv: line 3, column Agent0\[0\]: no value"),
+        ("Agent0[0]\n1\n2,3\n", r"bad\.csv: line 3 has 2 cells, the header 1"),
+        ("Agent0[0],AgentM0[0]\n1,2\n3,abc\n",
+         r"line 3, column AgentM0\[0\]: 'abc' is not a number"),
+        ("", r"bad\.csv: file is empty"),
+        ("Agent0[0]\n", r"bad\.csv: no data rows"),
+    ],
+    ids=["duplicate-column", "missing-feature-index", "ragged-row", "empty-cell",
+         "row-longer-than-header", "non-numeric-cell", "empty-file", "header-without-rows"],
+)
+def test_bad_file_is_one_line_naming_file_and_column(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        read_csv(_write(tmp_path / "bad.csv", text))
 
 
 @pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-inf", "1e39"])
@@ -97,16 +83,6 @@ def test_non_finite_value(tmp_path: Path, cell: str) -> None:
     path = _write(tmp_path / "bad.csv", f"Agent0[0],Agent1[0]\n1,2\n3,{cell}\n")
     with pytest.raises(DataError, match=r"line 3, column Agent1\[0\]: .* is not a finite"):
         read_csv(path)
-
-
-def test_empty_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"bad\.csv: file is empty"):
-        read_csv(_write(tmp_path / "bad.csv", ""))
-
-
-def test_header_without_rows(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"bad\.csv: no data rows"):
-        read_csv(_write(tmp_path / "bad.csv", "Agent0[0]\n"))
 
 
 def test_write_refuses_what_read_would_reject(tmp_path: Path) -> None:
@@ -123,28 +99,24 @@ def test_load_pair(tmp_path: Path) -> None:
     assert train["M1"].shape == (20, 2) and test["M1"].shape == (10, 2)
 
 
-def test_load_pair_agent_sets_differ(tmp_path: Path) -> None:
-    write_csv(tmp_path / "train.csv", {"0": np.zeros((5, 1)), "1": np.zeros((5, 1))})
-    write_csv(tmp_path / "test.csv", {"0": np.zeros((5, 1)), "M0": np.zeros((5, 1))})
-    with pytest.raises(
-        DataError,
-        match=r"missing from the test file: \['1'\]; missing from the train file: \['M0'\]",
-    ):
-        load_pair(tmp_path / "train.csv", tmp_path / "test.csv", window=2)
-
-
-def test_load_pair_feature_count_differs(tmp_path: Path) -> None:
-    write_csv(tmp_path / "train.csv", {"4": np.zeros((5, 2))})
-    write_csv(tmp_path / "test.csv", {"4": np.zeros((5, 1))})
-    with pytest.raises(DataError, match=r"agent '4' has 2 features in .*train\.csv but 1 in"):
-        load_pair(tmp_path / "train.csv", tmp_path / "test.csv", window=2)
-
-
-def test_load_pair_fewer_steps_than_window(tmp_path: Path) -> None:
-    write_csv(tmp_path / "train.csv", {"0": np.zeros((20, 1))})
-    write_csv(tmp_path / "test.csv", {"0": np.zeros((7, 1))})
-    with pytest.raises(DataError, match=r"test\.csv: 7 steps is fewer than the window of 10"):
-        load_pair(tmp_path / "train.csv", tmp_path / "test.csv", window=10)
+@pytest.mark.parametrize(
+    ("train", "test", "window", "message"),
+    [
+        ({"0": np.zeros((5, 1)), "1": np.zeros((5, 1))}, {"0": np.zeros((5, 1)), "M0": np.zeros((5, 1))},
+         2, r"missing from the test file: \['1'\]; missing from the train file: \['M0'\]"),
+        ({"4": np.zeros((5, 2))}, {"4": np.zeros((5, 1))},
+         2, r"agent '4' has 2 features in .*train\.csv but 1 in"),
+        ({"0": np.zeros((20, 1))}, {"0": np.zeros((7, 1))},
+         10, r"test\.csv: 7 steps is fewer than the window of 10"),
+    ],
+    ids=["agent-sets-differ", "feature-count-differs", "fewer-steps-than-window"],
+)
+def test_load_pair_refuses_a_mismatched_pair(tmp_path: Path, train: dict, test: dict,
+                                             window: int, message: str) -> None:
+    write_csv(tmp_path / "train.csv", train)
+    write_csv(tmp_path / "test.csv", test)
+    with pytest.raises(DataError, match=message):
+        load_pair(tmp_path / "train.csv", tmp_path / "test.csv", window=window)
 
 
 def test_select_keeps_the_requested_order() -> None:
