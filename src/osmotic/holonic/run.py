@@ -8,7 +8,7 @@ Run directory (shared layout): `config.yaml` (resolved settings and holarchy), `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from torch import Tensor
 
 from osmotic.data import partition as partitions
 from osmotic.data.mnist import MnistData, Split, load_mnist, stratified_holdout
-from osmotic.engines import AgentsLost, stop_or_rewind
 from osmotic.engines.inprocess import cpu_threads
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.engine import make_terminals
@@ -28,12 +27,10 @@ from osmotic.holonic.plots import draw_holarchy, plot_curves
 from osmotic.holonic.schedule import SyncSchedule
 from osmotic.holonic.trainer import Evaluator
 from osmotic.models import make_model
-from osmotic.report import RunDir, progress
+from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
-from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
+from osmotic.runtime.lifecycle import CHECKPOINT, Lifecycle, Logger, as_loggers
 from osmotic.runtime.population import Population
-
-CHECKPOINT = "checkpoint.safetensors"
 
 
 def load_data(config: HolonicConfig) -> MnistData:
@@ -48,7 +45,7 @@ def load_data(config: HolonicConfig) -> MnistData:
 
 def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
         show_progress: bool | None = None, *, resume: bool = False,
-        log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        log: Logger | Sequence[Logger] | None = None) -> dict[str, Any]:
     """Train for `config.rounds` rounds; returns the summary (also written to summary.json).
 
     A checkpoint is written at round 0 and every `checkpoint_every` (default K) rounds;
@@ -76,8 +73,12 @@ def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
     with cpu_threads(config.threads):
         engine = make_terminals(config, terminals, init, data.train, parts)
         try:
-            rounds = _Rounds(config, holarchy, engine, schedule, evaluator, rd, log)
-            row = rounds.train(resume, show_progress)
+            rounds = HolonicJob(config, holarchy, engine, schedule, evaluator)
+            row = Lifecycle(rounds, total=config.rounds, unit="round", run_dir=rd,
+                            checkpoint_every=config.checkpoint_every or config.budget,
+                            restart_failed=config.restart_failed,
+                            label=f"holonic {config.name}/{config.distribution}",
+                            loggers=as_loggers(log)).run(resume, show_progress)[-1]
             _save_models(rd, terminals, engine.state(), schedule)
         finally:
             engine.shutdown()
@@ -119,84 +120,48 @@ def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: Mnist
     draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
 
-class _Rounds:
-    """The state of one run between rounds: terminals (in the engine), schedule, metrics."""
+class HolonicJob:
+    """One HoAL round at a time (a `runtime.lifecycle.Job`): terminals (in the engine), the
+    schedule, the evaluator and timers."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
-                 schedule: SyncSchedule, evaluator: Evaluator, rd: RunDir,
-                 log: Callable[[dict[str, Any]], None] | None):
+                 schedule: SyncSchedule, evaluator: Evaluator):
         self.config, self.holarchy, self.engine = config, holarchy, engine
-        self.schedule, self.evaluator, self.rd, self.log = schedule, evaluator, rd, log
+        self.schedule, self.evaluator = schedule, evaluator
         self.terminals = holarchy.terminals()
         root = holarchy.holons[holarchy.root]
         self.root_aggregates = root.aggregates and not root.terminal  # a lone terminal: no head
-        self.every = config.checkpoint_every or config.budget
-        self.round = 0
-        self.metrics: list[dict[str, Any]] = []
         self.train_seconds = self.eval_seconds = 0.0
 
-    @property
-    def checkpoint(self) -> Path:
-        return self.rd.file(CHECKPOINT)
-
-    def save(self) -> None:
+    def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         tensors, rest = self.schedule.state()
-        save_checkpoint(self.checkpoint, {"terminal": self.engine.state(), "schedule": tensors},
-                        {"round": self.round, "metrics": self.metrics, "schedule": rest,
-                         "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds})
+        return ({"terminal": self.engine.state(), "schedule": tensors},
+                {"schedule": rest, "train_seconds": self.train_seconds,
+                 "eval_seconds": self.eval_seconds})
 
-    def restore(self) -> None:
-        groups, meta = load_checkpoint(self.checkpoint)
+    def load_state(self, groups: dict[str, dict[str, Tensor]], meta: dict[str, Any]) -> None:
         self.engine.load_state(groups.get("terminal", {}))
         self.schedule.load_state(groups.get("schedule", {}), meta["schedule"])
-        self.round, self.metrics = meta["round"], meta["metrics"]
         self.train_seconds, self.eval_seconds = meta["train_seconds"], meta["eval_seconds"]
-        self.rd.rewrite_metrics(self.metrics)
 
-    def train(self, resume: bool, show_progress: bool | None) -> dict[str, Any]:
-        """All remaining rounds; returns the last round's metrics row."""
-        if resume:
-            self.restore()
-        else:
-            self.rd.reset_metrics()
-            self.save()  # round 0: a lost actor in the first rounds can restart from here
-        c = self.config
-        with progress(show_progress) as bar:
-            task = bar.add_task(f"holonic {c.name}/{c.distribution}", total=c.rounds,
-                                completed=self.round, info="")
-            while self.round < c.rounds:
-                try:
-                    row = self.one_round()
-                except AgentsLost as lost:
-                    self.recover(lost)
-                    bar.update(task, completed=self.round)
-                    continue
-                acc = row["mean_test_accuracy"]
-                bar.update(task, completed=self.round,
-                           info="" if acc is None else f"acc {acc:.3f}")
-        return self.metrics[-1]
+    def status(self, row: dict[str, Any]) -> str:
+        acc = row["mean_test_accuracy"]
+        return "" if acc is None else f"acc {acc:.3f}"
 
-    def one_round(self) -> dict[str, Any]:
+    def step(self, round_: int, bar: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         loss, flat = self.engine.train(self.config.local_epochs)
         models = self.schedule.step(torch.from_numpy(flat))
         self.engine.load_flat(models.numpy())
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
-        self.round += 1
-        row = {"round": self.round, "mean_train_loss": float(loss.mean()),
+        row = {"round": round_, "mean_train_loss": float(loss.mean()),
                "mean_test_accuracy": None, "root_test_accuracy": None,
                **self.schedule.traffic.totals(),
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
-        if self.round % self.config.eval_every == 0 or self.round == self.config.rounds:
+        if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
             row.update(self.evaluate(models))
             self.eval_seconds += time.perf_counter() - t1
-        self.metrics.append(row)
-        self.rd.log_metrics(row)
-        if self.round % self.every == 0 or self.round == self.config.rounds:
-            self.save()
-        if self.log is not None:
-            self.log(row)
         return row
 
     def evaluate(self, models: Tensor) -> dict[str, Any]:
@@ -209,9 +174,6 @@ class _Rounds:
                 "root_test_accuracy": float(acc[-1]) if self.root_aggregates else None,
                 "test_accuracy": dict(zip(self.terminals, acc[:n].tolist(), strict=True))}
 
-    def recover(self, lost: AgentsLost) -> None:
-        stop_or_rewind(lost, restart=self.config.restart_failed, checkpoint=self.checkpoint,
-                       unit="round", engine=self.engine, restore=self.restore)
 
 def rounds_to(history: list[dict[str, Any]], accuracy: float) -> int | None:
     """First (tested) round whose mean terminal test accuracy reaches `accuracy` (None: never)."""

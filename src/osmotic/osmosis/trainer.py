@@ -2,22 +2,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from osmotic.engines import AgentsLost, stop_or_rewind
 from osmotic.engines.inprocess import InProcessEngine, cpu_threads
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.diffuser import Diffuser
 from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
 from osmotic.osmosis.shard import OsmoticShard, objective
-from osmotic.report.progress import progress
 from osmotic.report.rundir import RunDir
-from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
+from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
@@ -104,14 +102,14 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
 
 
 def train_osml(config: OsmlConfig, train: Series, test: Series, *, run_dir: RunDir | None = None,
-               resume: bool = False, log: Any = None,
+               resume: bool = False, log: Logger | Sequence[Logger] | None = None,
                show_progress: bool | None = None) -> OsmlResult:
     """Train OSM-L on `train`, evaluating on `test` after every epoch.
 
     With `run_dir`, each epoch's metrics are appended to its `metrics.jsonl` and a checkpoint
     (`checkpoint.safetensors`) is written every `checkpoint_every` epochs; `resume` continues
     from that checkpoint and ends with the numbers the uninterrupted run would have produced.
-    `log(row)` also receives every epoch's row.
+    `log(row)` (one callable or several) also receives every epoch's row.
     """
     if config.agents is not None:
         train = {a: train[a] for a in config.agents}
@@ -120,18 +118,22 @@ def train_osml(config: OsmlConfig, train: Series, test: Series, *, run_dir: RunD
         torch.manual_seed(config.seed)
         engine = make_engine(config, train, test)
         try:
-            return _Run(config, engine, train, test, run_dir, log).train(resume, show_progress)
+            job = OsmlJob(config, engine, train, test)
+            metrics = Lifecycle(job, total=config.epochs, unit="epoch", run_dir=run_dir,
+                                checkpoint_every=config.checkpoint_every,
+                                restart_failed=config.restart_failed, label="epochs",
+                                loggers=as_loggers(log)).run(resume, show_progress)
+            return job.result(metrics)
         finally:
             if hasattr(engine, "shutdown"):
                 engine.shutdown()
 
 
-class _Run:
-    """The state of one training run: engine, diffuser, metrics so far."""
+class OsmlJob:
+    """One OSM-L epoch at a time (a `runtime.lifecycle.Job`): engine, diffuser, timers."""
 
-    def __init__(self, config: OsmlConfig, engine: Any, train: Series, test: Series,
-                 run_dir: RunDir | None, log: Any):
-        self.config, self.engine, self.run_dir, self.log = config, engine, run_dir, log
+    def __init__(self, config: OsmlConfig, engine: Any, train: Series, test: Series):
+        self.config, self.engine = config, engine
         self.ids = list(train)
         self.diffuser = Diffuser(len(self.ids), make_strategy(config.strategy, **config.strategy_params),
                                  unclustered=config.unclustered, threshold=config.threshold,
@@ -140,93 +142,58 @@ class _Run:
         self.n_train = next(iter(train.values())).shape[0] - config.window + 1
         self.n_test = next(iter(test.values())).shape[0] - config.window + 1
         self.batches = _batches(self.n_train, config.batch_size)
-        self.metrics: list[dict[str, Any]] = []
         self.train_seconds = self.train_cpu_seconds = 0.0
-        self.epoch = 0
         self.last_eval: dict[str, Any] | None = None
+        self._batch_task: Any = None
 
-    @property
-    def checkpoint(self) -> Path | None:
-        return None if self.run_dir is None else self.run_dir.file("checkpoint.safetensors")
-
-    def save(self) -> None:
+    def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         tensors, rest = self.diffuser.state()
-        save_checkpoint(self.checkpoint, {"agent": self.engine.state(), "diffuser": tensors},
-                        {"epoch": self.epoch, "metrics": self.metrics, "diffuser": rest,
-                         "train_seconds": self.train_seconds,
-                         "train_cpu_seconds": self.train_cpu_seconds})
+        return ({"agent": self.engine.state(), "diffuser": tensors},
+                {"diffuser": rest, "train_seconds": self.train_seconds,
+                 "train_cpu_seconds": self.train_cpu_seconds})
 
-    def restore(self) -> None:
-        groups, meta = load_checkpoint(self.checkpoint)
+    def load_state(self, groups: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
         self.engine.load_state(groups.get("agent", {}))
         self.diffuser.load_state(groups.get("diffuser", {}), meta["diffuser"])
-        self.epoch, self.metrics = meta["epoch"], meta["metrics"]
         self.train_seconds, self.train_cpu_seconds = meta["train_seconds"], meta["train_cpu_seconds"]
-        self.run_dir.rewrite_metrics(self.metrics)
 
-    def train(self, resume: bool, show_progress: bool | None) -> OsmlResult:
-        if resume:
-            self.restore()
-        elif self.checkpoint is not None:
-            self.run_dir.rewrite_metrics([])
-            self.save()  # epoch 0: a lost actor in the first epoch can restart from here
-        with progress(show_progress) as bar:
-            ep_task = bar.add_task("epochs", total=self.config.epochs, completed=self.epoch, info="")
-            b_task = bar.add_task("batches", total=len(self.batches), info="")
-            while self.epoch < self.config.epochs:
-                try:
-                    row = self.one_epoch(bar, b_task)
-                except AgentsLost as lost:
-                    self.recover(lost)
-                    bar.update(ep_task, completed=self.epoch)
-                    continue
-                if row["context_accuracy"] is not None:
-                    bar.update(ep_task, info=f"acc {row['context_accuracy']:.3f} "
-                                             f"rank {row['rank_score']:.3f}")
-                bar.update(ep_task, completed=self.epoch)
-        if self.last_eval is None:  # resumed a finished run: nothing trained here
-            self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
-        return self.result(self.last_eval)
+    def status(self, row: dict[str, Any]) -> str:
+        if row["context_accuracy"] is None:
+            return ""
+        return f"acc {row['context_accuracy']:.3f} rank {row['rank_score']:.3f}"
 
-    def one_epoch(self, bar: Any, b_task: Any) -> dict[str, Any]:
-        bar.update(b_task, completed=0)
+    def step(self, epoch: int, bar: Any) -> dict[str, Any]:
+        if self._batch_task is None:
+            self._batch_task = bar.add_task("batches", total=len(self.batches), info="")
+        bar.update(self._batch_task, completed=0)
         t0, c0 = time.perf_counter(), time.process_time()
         loss = torch.zeros(len(self.ids))
         for start, stop in self.batches:
             E, _ = self.engine.embed("train", start, stop, train=True)
             loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
-            bar.advance(b_task)
-        self.epoch += 1
-        if self.epoch % self.config.cluster_every == 0:
+            bar.advance(self._batch_task)
+        if epoch % self.config.cluster_every == 0:
             E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size)
-            self.diffuser.cluster(self.epoch, E)
+            self.diffuser.cluster(epoch, E)
         self.train_seconds += time.perf_counter() - t0
         self.train_cpu_seconds += time.process_time() - c0
-        row = {"epoch": self.epoch, "train_loss": float(loss.mean() / self.n_train),
+        row = {"epoch": epoch, "train_loss": float(loss.mean() / self.n_train),
                "test_loss": None, "context_accuracy": None, "rank_score": None,
                "subcontexts": [{"agents": names, "context_accuracy": None, "rank_score": None}
                                for names in _names(self.diffuser.groups, self.ids)],
                "unclustered": _loose(self.diffuser, self.ids),
                "train_seconds": self.train_seconds}
-        if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
+        if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
                                            self.ids)
             row.update({k: ev[k] for k in ("test_loss", "context_accuracy", "rank_score",
                                            "subcontexts", "unclustered")})
-        self.metrics.append(row)
-        if self.run_dir is not None:
-            self.run_dir.log_metrics(row)
-            if self.epoch % self.config.checkpoint_every == 0 or self.epoch == self.config.epochs:
-                self.save()
-        if self.log is not None:
-            self.log(row)
         return row
 
-    def recover(self, lost: AgentsLost) -> None:
-        stop_or_rewind(lost, restart=self.config.restart_failed, checkpoint=self.checkpoint,
-                       unit="epoch", engine=self.engine, restore=self.restore)
-
-    def result(self, ev: dict[str, Any]) -> OsmlResult:
+    def result(self, metrics: list[dict[str, Any]]) -> OsmlResult:
+        ev = self.last_eval
+        if ev is None:  # resumed a finished run: nothing trained here
+            ev = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
         ids = self.ids
         history = [{"epoch": c.epoch, "groups": _names(c.groups, ids),
                     "scores": np.round(c.scores, 6).tolist(), "ranks": np.round(c.ranks, 6).tolist()}
@@ -237,7 +204,7 @@ class _Run:
             "context_accuracy": ev["context_accuracy"],
             "rank_score": ev["rank_score"],
             "spread": ev["spread"],
-            "context_loss": {"train": self.metrics[-1]["train_loss"], "test": ev["test_loss"]},
+            "context_loss": {"train": metrics[-1]["train_loss"], "test": ev["test_loss"]},
             "epochs": self.config.epochs,
             "train_seconds": self.train_seconds,
             "train_cpu_seconds": self.train_cpu_seconds,
@@ -245,5 +212,4 @@ class _Run:
             "engine": self.config.engine,
             "agents": ids,
         }
-        return OsmlResult(ids, summary, self.metrics, ev["embeddings"].numpy(), history)
-
+        return OsmlResult(ids, summary, metrics, ev["embeddings"].numpy(), history)
