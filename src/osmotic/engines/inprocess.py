@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
-
-from osmotic.osmosis.shard import OsmoticShard
 
 
 @contextmanager
@@ -23,12 +22,27 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class Shard(Protocol):
+    """Agents of one architecture that embed a span of steps and take an aligning step (an
+    OSM-L `OsmoticShard`); the engine only moves their arrays."""
+
+    agent_ids: list[str]
+
+    def embed(self, split: str, start: int, stop: int, train: bool) -> tuple[Tensor, Tensor]: ...
+
+    def step(self, C: Tensor) -> Tensor: ...
+
+    def state(self) -> dict[str, Tensor]: ...
+
+    def load_state(self, state: dict[str, Tensor]) -> None: ...
+
+
 class InProcessEngine:
     """Runs OSM-L shards in-process; embeddings come back in the global agent order."""
 
     name = "inprocess"
 
-    def __init__(self, shards: Sequence[OsmoticShard], order: Sequence[str]):
+    def __init__(self, shards: Sequence[Shard], order: Sequence[str]):
         self.shards = list(shards)
         concatenated = [a for sh in self.shards for a in sh.agent_ids]
         self._perm = torch.tensor([concatenated.index(a) for a in order])  # global -> concatenated
