@@ -145,7 +145,6 @@ class Builtin(Settings):
 
 DataSpec = Annotated[NpzData | CsvData | ImageFolder | Builtin, Field(discriminator="format")]
 _SPEC = TypeAdapter(DataSpec)
-FILE_SPECS = (NpzData, CsvData, ImageFolder)
 
 
 def parse_spec(value: Any, where: str = "data") -> NpzData | CsvData | ImageFolder | Builtin:

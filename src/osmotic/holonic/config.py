@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from osmotic.data.datasets import DataSpec
 from osmotic.holonic.builders import structure
 from osmotic.holonic.holarchy import Holarchy, HolarchyError
-from osmotic.models import MODELS
+from osmotic.models import data_arguments, resolve_model
 from osmotic.settings import Settings, one_line
 
 ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
-                 "checkpoint_every")
+                 "checkpoint_every", "log")
 """Settings that decide where and how safely a run computes, not what it computes."""
 
 
@@ -30,8 +31,19 @@ class HolonicConfig(Settings):
         None, description="a holarchy YAML file, or the holarchy itself (`holarchy:`, `edges:`)")
     distribution: Literal["iid", "eqniid", "ueqniid", "dirichlet"] = "iid"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (distribution dirichlet)")
-    model: str = "cnn"
+    data: DataSpec | None = Field(None, description="the training data: {format: npz, path, "
+                                  "x, y}, {format: csv, path, label}, {format: images, path, "
+                                  "size}, mnist or digits (default: mnist)")
+    test: DataSpec | None = Field(None, description="the test set, same form (default: a "
+                                  "seeded stratified hold-out of `data`)")
+    model: str | None = Field(None, description="a registered model (cnn, mlp) or an import "
+                              "path package.module:Class (default: cnn for 28x28 one-channel "
+                              "images, else mlp)")
     model_params: dict[str, Any] = Field(default_factory=dict)
+    participation: float = Field(1.0, gt=0, le=1, description="share of each super-holon's "
+                                 "terminals that train and report in a round (seeded draw)")
+    dropout_rate: float = Field(0.0, ge=0, lt=1, description="probability that a selected "
+                                "terminal fails to report its round's model")
     rounds: int = Field(50, ge=1)
     local_epochs: int = Field(5, ge=1, description="E: local epochs per round")
     lr: float = Field(0.01, gt=0, description="SGD learning rate (no momentum)")
@@ -40,7 +52,9 @@ class HolonicConfig(Settings):
     eval_every: int = Field(1, ge=1, description="test every this many rounds (and the last "
                             "round): evaluation on 10,000 images can cost more than training")
     mnist_dir: str | None = Field(None, description="IDX folder: its t10k files are the test set")
-    holdout: int = Field(1000, ge=1, description="test hold-out from the pool without IDX test")
+    holdout: int | float | None = Field(None, gt=0, description="test samples held out of the "
+                                        "pool when there is no test set (a number below 1: a "
+                                        "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
     seed: int = 0
@@ -55,14 +69,34 @@ class HolonicConfig(Settings):
                                  "checkpoint and go on, instead of stopping")
     checkpoint_every: int | None = Field(None, ge=1, description="rounds between checkpoints "
                                          "(default: the budget K)")
+    log: list[Literal["tensorboard"]] = Field(default_factory=list, description="live loggers "
+                                              "besides metrics.jsonl (tensorboard: event files "
+                                              "in the run directory)")
+
+    @field_validator("data", "test", mode="before")
+    @classmethod
+    def _by_name(cls, v: Any) -> Any:
+        """`data: digits` for `data: {format: digits}`."""
+        return {"format": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _checks(self) -> HolonicConfig:
         if (self.structure is None) == (self.holarchy is None):
             raise ValueError("give exactly one of `structure` (1P, 2L, 3L, 4L) and `holarchy`")
-        if self.model not in MODELS:
-            raise ValueError(f"model: unknown {self.model!r}; choose from {sorted(MODELS)}")
+        if self.model is not None:
+            resolve_model(self.model)  # a ModelError (a ValueError): one line naming it
+        if self.test is not None and self.data is None:
+            raise ValueError("test: give `data` too (the default mnist brings its own test set)")
         return self
+
+    def model_name(self, input_shape: tuple[int, ...]) -> str:
+        """The model to train: the configured one, else cnn for MNIST-sized images, else mlp."""
+        return self.model or ("cnn" if input_shape == (1, 28, 28) else "mlp")
+
+    def model_kwargs(self, input_shape: tuple[int, ...], classes: int) -> dict[str, Any]:
+        """`model_params` plus the data-decided arguments the model's constructor takes."""
+        return data_arguments(self.model_name(input_shape), self.model_params, input_shape,
+                              classes)
 
     @property
     def name(self) -> str:
@@ -92,6 +126,11 @@ class HolonicConfig(Settings):
             raise HolarchyError(f"{path}: expected a mapping of settings")
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
             data["holarchy"] = str(path.parent / data["holarchy"])
+        for key in ("data", "test"):  # data files, too, relative to the config
+            entry = data.get(key)
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
+                    and not Path(entry["path"]).is_absolute():
+                data[key] = {**entry, "path": str(path.parent / entry["path"])}
         try:
             return cls.model_validate(data)
         except ValidationError as e:

@@ -1,24 +1,127 @@
-"""Agent models, pluggable by name. Every model is a plain `nn.Module` whose forward uses only
-vmap-friendly tensor operations, so a `Population` can batch any of them over agents."""
+"""Agent models, pluggable by name or by import path. Every model is a plain `nn.Module` whose
+forward uses only vmap-friendly tensor operations, so a `Population` can batch any of them over
+agents; `check_batched` tells, before a run starts, whether a model of the user's does.
+
+A model is named in a config either by a registered name (`cnn`, `gru`, `mlp`) or by an import
+path `package.module:Attribute` (a class or a function returning a module), built with the
+config's `model_params`. Arguments the data decide (`input_shape`, `in_features`,
+`num_classes`) are passed when the constructor takes them and `model_params` does not set them.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+import math
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from osmotic.models.cnn import MnistCNN
 from osmotic.models.gru import GRUEncoder
+from osmotic.models.mlp import MLP
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder, "cnn": MnistCNN}
+MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder, "cnn": MnistCNN, "mlp": MLP}
+
+
+class ModelError(ValueError):
+    """A model that cannot be found, built or batched: one line naming it."""
 
 
 def register_model(name: str, build: Callable[..., nn.Module]) -> None:
     MODELS[name] = build
 
 
-def make_model(name: str, **kwargs: object) -> nn.Module:
+def resolve_model(name: str) -> Callable[..., nn.Module]:
+    """The constructor a model name stands for: a registered name or `module:attribute`."""
+    if name in MODELS:
+        return MODELS[name]
+    if ":" not in name:
+        raise ModelError(f"model: unknown {name!r}; choose from {sorted(MODELS)} or give an "
+                         "import path package.module:Class")
+    module_name, _, attr = name.partition(":")
     try:
-        build = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}") from None
-    return build(**kwargs)
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any failure while importing the user's module
+        raise ModelError(f"model {name}: cannot import {module_name!r} ({type(e).__name__}: "
+                         f"{e})") from None
+    build = module
+    for part in attr.split("."):
+        build = getattr(build, part, None)
+        if build is None:
+            raise ModelError(f"model {name}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(build):
+        raise ModelError(f"model {name}: {attr!r} is not a class or function")
+    return build
+
+
+def make_model(name: str, **kwargs: object) -> nn.Module:
+    return resolve_model(name)(**kwargs)
+
+
+def data_arguments(name: str, params: Mapping[str, Any], input_shape: Sequence[int],
+                   classes: int) -> dict[str, Any]:
+    """`params` plus what the data decide, for those of `input_shape`, `in_features` and
+    `num_classes` that the constructor accepts and `params` does not set."""
+    build = resolve_model(name)
+    try:
+        accepted = inspect.signature(build).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        accepted = {}
+    inferred = {"input_shape": tuple(input_shape), "in_features": math.prod(input_shape),
+                "num_classes": classes}
+    return {**{k: v for k, v in inferred.items() if k in accepted}, **params}
+
+
+def check_batched(build: Callable[[], nn.Module], sample: Tensor, classes: int,
+                  name: str) -> None:
+    """Refuse, in one line, a model that cannot classify `sample` [batch, ...] into `classes`
+    logits, or that `torch.func.vmap` cannot batch over agents (forward and backward): then
+    the line names the operation and where in the model's code it failed."""
+    from osmotic.runtime.population import Population
+
+    try:
+        module = build()
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's constructor
+        raise ModelError(f"model {name}: cannot be built ({type(e).__name__}: {e})") from None
+    width = int(getattr(module, "NOISE_WIDTH", 0))
+    noise = [torch.rand(len(sample), width)] if width else []
+    try:
+        with torch.no_grad():
+            out = module(sample, *noise)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"model {name}: cannot take inputs of shape {tuple(sample.shape[1:])}"
+                         f" ({_where(e)})") from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (len(sample), classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ModelError(f"model {name}: returns {got} for a batch of {len(sample)}; expected "
+                         f"logits [{len(sample)}, {classes}] ({classes} classes in the data)")
+    with torch.random.fork_rng(devices=[]):  # building agents reseeds the global generator
+        pop = Population(build, ["check-a", "check-b"], seed=0)
+    try:
+        logits = pop(sample.expand(2, *sample.shape), *[n.expand(2, *n.shape) for n in noise])
+        logits.sum().backward()
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"model {name}: cannot run batched over agents (torch.func.vmap): "
+                         f"{_where(e)}") from None
+
+
+def _where(e: BaseException) -> str:
+    """`file:line `code`: first line of the error`, at the deepest frame outside torch (the
+    user's operation that failed)."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if not f.filename.startswith(_TORCH_DIR) and f.filename != __file__
+              and "osmotic/runtime/" not in f.filename]
+    head = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not frames:
+        return head
+    f = frames[-1]
+    return f"{f.filename}:{f.lineno} `{(f.line or '').strip()}`: {head}"
+
+
+_TORCH_DIR = str(sys.modules["torch"].__file__).rsplit("/", 1)[0]
