@@ -2,7 +2,7 @@
 
 100 terminals (Dirichlet alpha = 0.5 over the 5,000-image pool less a 1,000-image hold-out;
 10 edge groups of 10 under a cloud, K = 2), E local epochs per round (SGD, batch 32), through
-`osmotic.holonic.run.run`, the code the CLI runs. Engines: in-process, and Ray with 2 actors
+`osmotic.holonic.runner.run`, the code the CLI runs. Engines: in-process, and Ray with 2 actors
 (50 terminals each; the driver keeps the schedule and sends parameters down every round).
 
 Each engine runs in a fresh process, so its peak RSS is its own. Round 1 is a warm-up; the
@@ -48,7 +48,7 @@ def case(engine: str, rounds: int, epochs: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     from osmotic.holonic.builders import hierarchical
     from osmotic.holonic.config import HolonicConfig
-    from osmotic.holonic.run import load_data, run
+    from osmotic.holonic.runner import load_data, run
 
     if engine == "ray":
         import ray

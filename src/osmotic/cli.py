@@ -63,7 +63,7 @@ def _resume(args: argparse.Namespace) -> int:
         done = resume(args.run_dir)
         print(json.dumps(done.summary) if args.json else f"resumed and finished: {done.dir.path}")
     elif mode == "holonic":
-        from osmotic.holonic.run import resume as resume_holonic
+        from osmotic.holonic.runner import resume as resume_holonic
 
         summary = resume_holonic(args.run_dir)
         print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")

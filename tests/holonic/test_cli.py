@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from osmotic.cli import main
 from osmotic.holonic.config import HolonicConfig
-from osmotic.holonic.run import run
+from osmotic.holonic.runner import run
 
 KEYS = {"structure", "distribution", "rounds", "mean_test_accuracy", "mean_train_loss",
         "root_test_accuracy", "messages", "bytes", "train_seconds", "seed", "engine"}
@@ -60,7 +60,7 @@ def test_reproduce_uses_the_papers_settings(tmp_path: Path, capsys: pytest.Captu
         return {"structure": config.structure, "distribution": config.distribution,
                 "rounds": config.rounds, "run_dir": out, "mean_test_accuracy": 0.5}
 
-    monkeypatch.setattr("osmotic.holonic.run.run", fake_run)
+    monkeypatch.setattr("osmotic.holonic.runner.run", fake_run)
     code, out, _ = holonic(capsys, "reproduce", "--structure", "1P", "--distribution",
                            "eqniid", "--rounds", "7", "--out", str(tmp_path / "r"), "--json")
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["rounds"] == 7

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from osmotic.engines import RunInterrupted
-from osmotic.holonic.run import load_data, run
+from osmotic.holonic.runner import load_data, run
 from tests.engines.test_ray import kill_an_actor_at
 from tests.holonic.test_resume import interrupted_then_resumed, same_numbers, small
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from osmotic.cli import main
 from osmotic.holonic.builders import hierarchical
 from osmotic.holonic.config import HolonicConfig
-from osmotic.holonic.run import load_data, resume, run
+from osmotic.holonic.runner import load_data, resume, run
 from osmotic.runtime.checkpoint import checkpoint_meta
 
 # Two heads over 5 terminals under a root: budgets, reports and neighbours all carry state.

@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(config: HolonicConfig, out: str, as_json: bool) -> int:
-    from osmotic.holonic.run import run
+    from osmotic.holonic.runner import run
 
     summary = run(config, out)
     _report(summary, as_json, f"{summary['structure']}/{summary['distribution']}: mean test "

@@ -13,7 +13,7 @@ from typing import Any
 from osmotic.holonic.builders import STRUCTURES
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.plots import plot_comparison
-from osmotic.holonic.run import load_data, run
+from osmotic.holonic.runner import load_data, run
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 
