@@ -116,7 +116,7 @@ def test_more_terminals_than_samples_is_one_line(tmp_path: Path,
     cfg = config_file(tmp_path, structure="2L", pool_size=5)
     code, _, err = holonic(capsys, "run", "--config", str(cfg), "--out", str(tmp_path / "r"))
     assert code == 2 and err.count("\n") == 1
-    assert "5 samples cannot give each of 10 agents one" in err
+    assert "5 training samples for 10 terminals; each needs at least one" in err
 
 
 @pytest.mark.parametrize("settings,message", [

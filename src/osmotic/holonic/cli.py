@@ -8,6 +8,7 @@ from typing import Any
 
 from osmotic.holonic.config import ENGINE_FIELDS, HolonicConfig
 from osmotic.holonic.holarchy import Holarchy
+from osmotic.report.tensorboard import LOGGERS
 
 
 def add_commands(sub: Any) -> None:
@@ -51,6 +52,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="recreate lost Ray actors from the last checkpoint and go on")
     p.add_argument("--checkpoint-every", type=int, help="rounds between checkpoints "
                    "(default: the budget K)")
+    p.add_argument("--log", nargs="+", choices=LOGGERS, help="live loggers besides "
+                   "metrics.jsonl (tensorboard: event files in RUN_DIR/tensorboard)")
 
 
 def _engine(args: argparse.Namespace) -> dict[str, Any]:

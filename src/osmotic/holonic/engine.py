@@ -7,26 +7,23 @@ the new parameters down. Seeds are per terminal, so `--actors` changes no number
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from osmotic.data.mnist import Split
+from osmotic.data.datasets import Split
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.trainer import Terminals
-from osmotic.models import make_model
 
 
-def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool: Split,
-                   parts: Sequence[np.ndarray]) -> Any:
-    """`Terminals` for all of `ids` in this process, or `RayTerminals` over actors."""
+def make_terminals(config: HolonicConfig, model: Callable[[], nn.Module], ids: Sequence[str],
+                   init: Tensor, pool: Split, parts: Sequence[np.ndarray]) -> Any:
+    """`Terminals` of architecture `model` for all of `ids` in this process, or `RayTerminals`
+    over actors."""
     part_of = dict(zip(ids, parts, strict=True))
-
-    def model() -> torch.nn.Module:
-        return make_model(config.model, **config.model_params)
 
     def build(chunk: list[str], share: Callable[[Any], Any] = _same,
               fetch: Callable[[Any], Any] = _same) -> Callable[[], Terminals]:
@@ -70,8 +67,9 @@ class RayTerminals:
         self.pool = ActorPool(ids, lambda chunk: build(chunk, share, ray.get), address=address,
                               **pool)
 
-    def train(self, epochs: int) -> tuple[np.ndarray, np.ndarray]:
-        parts = self.pool.broadcast("train", epochs)
+    def train(self, epochs: int, active: Collection[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.pool.broadcast("train", epochs, None if active is None else set(active))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def load_flat(self, flat: np.ndarray) -> None:

@@ -8,53 +8,65 @@ Run directory (shared layout): `config.yaml` (resolved settings and holarchy), `
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from osmotic.data import partition as partitions
-from osmotic.data.mnist import MnistData, Split, load_mnist, stratified_holdout
+from osmotic.data.datasets import Dataset, load_dataset
 from osmotic.engines.inprocess import cpu_threads
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.engine import make_terminals
 from osmotic.holonic.holarchy import Holarchy
 from osmotic.holonic.plots import draw_holarchy, plot_curves
-from osmotic.holonic.schedule import SyncSchedule
+from osmotic.holonic.schedule import Participation, SyncSchedule
 from osmotic.holonic.trainer import Evaluator
-from osmotic.models import make_model
+from osmotic.models import check_batched, make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
+from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import CHECKPOINT, Lifecycle, Logger, as_loggers
 from osmotic.runtime.population import Population
 
 
-def load_data(config: HolonicConfig) -> MnistData:
-    """The pool and test set a config asks for (shared by the runs of a grid)."""
-    data = load_mnist(config.mnist_dir, config.holdout, config.seed)
-    if config.pool_size is not None and config.pool_size < len(data.train):
-        _, keep = stratified_holdout(data.train.labels.numpy(), config.pool_size, config.seed)
-        data = MnistData(Split(data.train.images[keep], data.train.labels[keep]), data.test,
-                         f"{data.source}; pool subset of {config.pool_size}")
-    return data
+def load_data(config: HolonicConfig) -> Dataset:
+    """The pool and test set a config asks for (shared by the runs of a grid): `data` and
+    `test`, by default MNIST (`mnist_dir`), cut to `pool_size` samples if that is set."""
+    data = load_dataset(config.data or "mnist", config.test, holdout=config.holdout,
+                        seed=config.seed, mnist_dir=config.mnist_dir)
+    return data if config.pool_size is None else data.pool_subset(config.pool_size, config.seed)
 
 
-def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
+def model_builder(config: HolonicConfig, data: Dataset) -> Callable[[], nn.Module]:
+    """The terminals' model for `data` (input shape and classes from the data), after a
+    one-time check that it classifies the data and runs batched over agents."""
+    name = config.model_name(data.input_shape)
+    build = partial(make_model, name, **config.model_kwargs(data.input_shape, data.classes))
+    check_batched(build, data.train.images[: min(4, len(data.train))], data.classes, name)
+    return build
+
+
+def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
         show_progress: bool | None = None, *, resume: bool = False,
         log: Logger | Sequence[Logger] | None = None) -> dict[str, Any]:
     """Train for `config.rounds` rounds; returns the summary (also written to summary.json).
 
+    `data` replaces the data the config names (the Python API passes in-memory data here).
     A checkpoint is written at round 0 and every `checkpoint_every` (default K) rounds;
     `resume` continues the run in `out` from it and ends with the uninterrupted run's numbers.
-    `log(row)` receives every round's metrics row.
+    `log(row)` receives every round's metrics row (and `config.log` adds TensorBoard).
     """
     holarchy = config.build_holarchy()
     data = data if data is not None else load_data(config)
     terminals = holarchy.terminals()
+    data.require(len(terminals))
+    build = model_builder(config, data)
     labels = data.train.labels.numpy()
     parts = partitions.partition(labels, len(terminals), config.distribution, config.seed,
                                  config.alpha)
@@ -62,23 +74,22 @@ def run(config: HolonicConfig, out: str | Path, data: MnistData | None = None,
     if not resume:
         _describe(rd, config, holarchy, data, parts)
 
-    def build() -> torch.nn.Module:
-        return make_model(config.model, **config.model_params)
-
     # Every terminal starts from the same weights: those the root's seed draws.
     init = Population(build, [holarchy.root], config.seed).flat()[0]
     weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
     schedule = SyncSchedule(holarchy, weights, config.budget, init)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
-    with cpu_threads(config.threads):
-        engine = make_terminals(config, terminals, init, data.train, parts)
+    participation = Participation(holarchy, config.participation, config.dropout_rate,
+                                  config.seed)
+    with cpu_threads(config.threads), live_loggers(config.log, rd) as live:
+        engine = make_terminals(config, build, terminals, init, data.train, parts)
         try:
-            rounds = HolonicJob(config, holarchy, engine, schedule, evaluator)
+            rounds = HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
             row = Lifecycle(rounds, total=config.rounds, unit="round", run_dir=rd,
                             checkpoint_every=config.checkpoint_every or config.budget,
                             restart_failed=config.restart_failed,
                             label=f"holonic {config.name}/{config.distribution}",
-                            loggers=as_loggers(log)).run(resume, show_progress)[-1]
+                            loggers=[*as_loggers(log), *live]).run(resume, show_progress)[-1]
             _save_models(rd, terminals, engine.state(), schedule)
         finally:
             engine.shutdown()
@@ -108,11 +119,11 @@ def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]
     return run(HolonicConfig.from_run(rd), rd, show_progress=show_progress, resume=True)
 
 
-def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: MnistData,
+def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: Dataset,
               parts: list[np.ndarray]) -> None:
     """config.yaml (with `mode`, for `osmotic resume`), the partition and the holarchy."""
     rd.write_config({"mode": "holonic", **config.model_dump(),
-                     "resolved_holarchy": holarchy.to_dict(), "data": data.source})
+                     "resolved_holarchy": holarchy.to_dict(), "data_source": data.source})
     rows = partitions.summary(data.train.labels.numpy(), parts, holarchy.terminals())
     write_json(rd.file("partition.json"), rows)
     partitions.plot_summary(rows, rd.plots / "partition.png",
@@ -125,9 +136,9 @@ class HolonicJob:
     schedule, the evaluator and timers."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
-                 schedule: SyncSchedule, evaluator: Evaluator):
+                 schedule: SyncSchedule, evaluator: Evaluator, participation: Participation):
         self.config, self.holarchy, self.engine = config, holarchy, engine
-        self.schedule, self.evaluator = schedule, evaluator
+        self.schedule, self.evaluator, self.participation = schedule, evaluator, participation
         self.terminals = holarchy.terminals()
         root = holarchy.holons[holarchy.root]
         self.root_aggregates = root.aggregates and not root.terminal  # a lone terminal: no head
@@ -150,13 +161,16 @@ class HolonicJob:
 
     def step(self, round_: int, bar: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
-        loss, flat = self.engine.train(self.config.local_epochs)
-        models = self.schedule.step(torch.from_numpy(flat))
+        trained, reported = self.participation.draw(round_)
+        everyone = self.participation.everyone
+        loss, flat = self.engine.train(self.config.local_epochs, None if everyone else trained)
+        models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported)
         self.engine.load_flat(models.numpy())
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
-        row = {"round": round_, "mean_train_loss": float(loss.mean()),
+        row = {"round": round_, "mean_train_loss": float(np.nanmean(loss)),
                "mean_test_accuracy": None, "root_test_accuracy": None,
+               "trained": len(trained), "reported": len(reported),
                **self.schedule.traffic.totals(),
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:

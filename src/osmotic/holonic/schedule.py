@@ -10,18 +10,26 @@ One round, after every terminal has trained (paper §3, Eqs. 10 and 12; issue §
    members, which take it (a non-terminal that receives from above resets its budget).
 So a holon h levels above the terminals synchronises with its superior every K^h rounds.
 
+With partial participation (`Participation`) only the terminals drawn for the round train, and
+only those of them that do not drop out report: they alone average with their neighbours, and
+a head aggregates the members that reported (a terminal that sat the round out is not waited
+for; a head that heard from none keeps its model), weighted by data size as always. Heads still
+send their model to every member, so a terminal drawn later starts from the latest model.
+
 Every message is counted for its sender, split horizontal (neighbours) / vertical (tree).
 Models are flat parameter vectors; averaging uses the package's "mean" strategy.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from osmotic.holonic.holarchy import Holarchy
+from osmotic.runtime.population import agent_seed
 from osmotic.runtime.strategies import make_strategy
 
 DIRECTIONS = ("horizontal", "vertical")
@@ -44,6 +52,45 @@ class Traffic:
 
     def per_holon(self) -> dict[str, dict[str, int]]:
         return {h: dict(c) for h, c in self.messages.items()}
+
+
+class Participation:
+    """Which terminals train, and which of them report, in each round.
+
+    Per super-holon (the terminals' direct superior, the root in FedAvg), a seeded draw of
+    max(1, round(fraction · members)) of its terminals trains (Flower's `fraction_fit`); each of
+    them then fails to report with probability `dropout_rate`. Draws depend only on (seed,
+    round, holon), so a resumed run or any number of actors sees the same ones.
+    """
+
+    def __init__(self, holarchy: Holarchy, fraction: float = 1.0, dropout_rate: float = 0.0,
+                 seed: int = 0):
+        if not 0 < fraction <= 1 or not 0 <= dropout_rate < 1:
+            raise ValueError(f"need 0 < participation <= 1 and 0 <= dropout_rate < 1, got "
+                             f"{fraction} and {dropout_rate}")
+        self.fraction, self.dropout_rate, self.seed = fraction, dropout_rate, seed
+        self.terminals = holarchy.terminals()
+        self.groups: dict[str, list[str]] = {}
+        for t in self.terminals:
+            self.groups.setdefault(str(holarchy.parent[t]), []).append(t)
+
+    @property
+    def everyone(self) -> bool:
+        return self.fraction == 1 and self.dropout_rate == 0
+
+    def draw(self, round_: int) -> tuple[list[str], list[str]]:
+        """(trained, reported) terminals of round `round_`, in holarchy order."""
+        if self.everyone:
+            return list(self.terminals), list(self.terminals)
+        chosen: set[str] = set()
+        for parent, members in self.groups.items():
+            k = max(1, int(self.fraction * len(members) + 0.5))
+            rng = np.random.default_rng(agent_seed(self.seed, parent, f"participation:{round_}"))
+            chosen.update(members[i] for i in rng.choice(len(members), k, replace=False))
+        trained = [t for t in self.terminals if t in chosen]
+        reported = [t for t in trained if self.dropout_rate == 0 or np.random.default_rng(
+            agent_seed(self.seed, t, f"dropout:{round_}")).random() >= self.dropout_rate]
+        return trained, reported
 
 
 class SyncSchedule:
@@ -78,12 +125,14 @@ class SyncSchedule:
                 new[m] = self._average([m, *peers], models)
         models.update(new)
 
-    def step(self, terminal_models: Tensor) -> Tensor:
-        """One round of communication; `terminal_models` is [terminals, P] in holarchy order."""
+    def step(self, terminal_models: Tensor, reported: Collection[str] | None = None) -> Tensor:
+        """One round of communication; `terminal_models` is [terminals, P] in holarchy order,
+        `reported` the terminals whose models arrive this round (default: all)."""
         models: dict[str, Tensor] = dict(zip(self.terminals, terminal_models, strict=True))
         models.update(self.models)
-        fresh = set(self.terminals)  # models new this round
-        reporting = set(self.terminals)  # terminals report every round
+        reporting = set(self.terminals if reported is None else reported)
+        absent = set(self.terminals) - reporting  # sat the round out, or dropped out
+        fresh = set(reporting)  # models new this round
         for s in self.h.nonterminals():  # bottom-up: members before their super-holon
             head = self.h.holons[s]
             self._horizontal([m for m in head.members if m in fresh], models)
@@ -93,9 +142,10 @@ class SyncSchedule:
                 if m in reporting:
                     self.reports[s][m] = models[m]
                     self.traffic.send(m, "vertical")
-            if len(self.reports[s]) < len(head.members):
-                continue  # waiting for a slower member
-            models[s] = self._average(head.members, self.reports[s])
+            got = self.reports[s]
+            if not got or any(m not in got and m not in absent for m in head.members):
+                continue  # waiting for a slower member, or nobody reported
+            models[s] = self._average([m for m in head.members if m in got], got)
             self.reports[s] = {}
             fresh.add(s)
             self.used[s] += 1

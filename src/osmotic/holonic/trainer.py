@@ -14,7 +14,8 @@ per real step. A terminal trains identically alone or batched with any others.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -86,6 +87,19 @@ class LocalTrainer:
                 count[active] += weight.sum(1).double()
         return total / count
 
+    @contextmanager
+    def only(self, agents: Collection[int] | None) -> Iterator[None]:
+        """Within the block, train only the terminals at positions `agents` (all: None). The
+        others hold no data for the while, so they take no step and none of their generators
+        advance: exactly as if they had not been there."""
+        parts = self.parts
+        if agents is not None:
+            self.parts = [p if i in agents else p[:0] for i, p in enumerate(parts)]
+        try:
+            yield
+        finally:
+            self.parts = parts
+
     def state(self) -> dict[str, Tensor]:
         """Everything a terminal carries between rounds, keyed per terminal: parameters and
         noise generators (`Population.agent_state`) plus batch-order generators. Plain SGD has
@@ -116,9 +130,14 @@ class Terminals:
         self.pop.load_flat(init.expand(len(ids), -1))  # every terminal starts from `init`
         self.trainer = LocalTrainer(self.pop, images, labels, parts, batch_size, lr, seed)
 
-    def train(self, epochs: int) -> tuple[np.ndarray, np.ndarray]:
-        """`epochs` local epochs; each terminal's mean loss and its flat parameters [T, P]."""
-        loss = self.trainer.train(epochs)
+    def train(self, epochs: int, active: Collection[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """`epochs` local epochs of the terminals in `active` (default: all of them); each
+        terminal's mean loss (NaN for one that did not train) and flat parameters [T, P]."""
+        agents = None if active is None else \
+            {i for i, a in enumerate(self.pop.agent_ids) if a in active}
+        with self.trainer.only(agents):
+            loss = self.trainer.train(epochs)
         return loss.numpy(), self.pop.flat().numpy()
 
     def load_flat(self, flat: np.ndarray) -> None:
