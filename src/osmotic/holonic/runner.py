@@ -104,6 +104,8 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                "rounds_to_90": rounds_to(history, 0.9),
                "train_seconds": round(rounds.train_seconds, 2),
                "eval_seconds": round(rounds.eval_seconds, 2),
+               "model": config.model_name(data.input_shape),
+               "input_shape": list(data.input_shape), "classes": data.classes,
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
     rd.write_summary(summary)
     return summary
