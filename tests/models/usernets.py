@@ -46,3 +46,19 @@ def wide_tabular(in_features: int, num_classes: int) -> nn.Module:
 class WrongOutput(TabularNet):
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.body(x), self.body(x)], dim=1)
+
+
+class WindowEncoder(nn.Module):
+    """An OSM-L encoder g_i of the user's: an MLP over the flattened window [batch, w, k]."""
+
+    def __init__(self, in_features: int, window: int, width: int = 8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(window * in_features, width), nn.Tanh())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ItemEncoder(WindowEncoder):
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x) * float(x.abs().max().item())

@@ -62,25 +62,32 @@ def make_model(name: str, **kwargs: object) -> nn.Module:
     return resolve_model(name)(**kwargs)
 
 
-def data_arguments(name: str, params: Mapping[str, Any], input_shape: Sequence[int],
-                   classes: int) -> dict[str, Any]:
-    """`params` plus what the data decide, for those of `input_shape`, `in_features` and
-    `num_classes` that the constructor accepts and `params` does not set."""
+def with_arguments(name: str, params: Mapping[str, Any],
+                   offered: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` plus those `offered` arguments that the constructor of `name` accepts and
+    `params` does not set."""
     build = resolve_model(name)
     try:
         accepted = inspect.signature(build).parameters
     except (TypeError, ValueError):  # a builtin or C callable: no signature to read
         accepted = {}
-    inferred = {"input_shape": tuple(input_shape), "in_features": math.prod(input_shape),
-                "num_classes": classes}
-    return {**{k: v for k, v in inferred.items() if k in accepted}, **params}
+    return {**{k: v for k, v in offered.items() if k in accepted}, **params}
 
 
-def check_batched(build: Callable[[], nn.Module], sample: Tensor, classes: int,
+def data_arguments(name: str, params: Mapping[str, Any], input_shape: Sequence[int],
+                   classes: int) -> dict[str, Any]:
+    """`params` plus what the data decide: `input_shape`, `in_features`, `num_classes`."""
+    return with_arguments(name, params, {"input_shape": tuple(input_shape),
+                                         "in_features": math.prod(input_shape),
+                                         "num_classes": classes})
+
+
+def check_batched(build: Callable[[], nn.Module], sample: Tensor, classes: int | None,
                   name: str) -> None:
-    """Refuse, in one line, a model that cannot classify `sample` [batch, ...] into `classes`
-    logits, or that `torch.func.vmap` cannot batch over agents (forward and backward): then
-    the line names the operation and where in the model's code it failed."""
+    """Refuse, in one line, a model that cannot map `sample` [batch, ...] to `classes` logits
+    (None: to any [batch, width] output), or that `torch.func.vmap` cannot batch over agents
+    (forward and backward): then the line names the operation and where in the model's code
+    it failed."""
     from osmotic.runtime.population import Population
 
     try:
@@ -97,10 +104,14 @@ def check_batched(build: Callable[[], nn.Module], sample: Tensor, classes: int,
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"model {name}: cannot take inputs of shape {tuple(sample.shape[1:])}"
                          f" ({_where(e)})") from None
-    if not isinstance(out, Tensor) or tuple(out.shape) != (len(sample), classes):
+    ok = isinstance(out, Tensor) and out.ndim == 2 and len(out) == len(sample) and \
+        (classes is None or out.shape[1] == classes)
+    if not ok:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        want = f"logits [{len(sample)}, {classes}] ({classes} classes in the data)" \
+            if classes is not None else f"[{len(sample)}, width]"
         raise ModelError(f"model {name}: returns {got} for a batch of {len(sample)}; expected "
-                         f"logits [{len(sample)}, {classes}] ({classes} classes in the data)")
+                         f"{want}")
     with torch.random.fork_rng(devices=[]):  # building agents reseeds the global generator
         pop = Population(build, ["check-a", "check-b"], seed=0)
     try:

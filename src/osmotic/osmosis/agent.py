@@ -7,11 +7,15 @@ collapse it to a constant; its critic or decoder is private and never leaves the
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from osmotic.models.gru import GRUEncoder
+from osmotic.models import make_model, with_arguments
 
 
 class InfoNCE(nn.Module):
@@ -68,14 +72,27 @@ PRESERVE: dict[str, type[nn.Module]] = {
 }
 
 
+def encoder_builder(name: str, params: Mapping[str, Any], in_features: int, window: int,
+                    hidden: int) -> Callable[[], nn.Module]:
+    """g_i: a registered model (`gru`) or an import path, mapping windows [batch, w, k] to
+    [batch, width]; it is offered `in_features` (k), `window` (w) and `hidden` (the config's
+    size) where its constructor takes them."""
+    offered = {"in_features": in_features, "window": window, "hidden": hidden}
+    return partial(make_model, name, **with_arguments(name, params, offered))
+
+
 class OsmoticAgent(nn.Module):
     """Embedding model and preservation term of one agent; batched over agents by a Population."""
 
     def __init__(self, in_features: int, window: int = 10, hidden: int = 20, dim: int = 5,
-                 preserve: str = "infonce", temperature: float = 0.1, sphere: bool = True):
+                 preserve: str = "infonce", temperature: float = 0.1, sphere: bool = True,
+                 encoder: str = "gru", encoder_params: Mapping[str, Any] | None = None):
         super().__init__()
-        self.encoder = GRUEncoder(in_features, hidden)
-        self.project = nn.Linear(hidden, dim)
+        self.encoder = encoder_builder(encoder, encoder_params or {}, in_features, window,
+                                       hidden)()
+        with torch.no_grad():  # the encoder's output width, for the projection to d
+            width = self.encoder(torch.zeros(1, window, in_features)).shape[-1]
+        self.project = nn.Linear(width, dim)
         self.sphere = sphere
         self.preserve = PRESERVE[preserve](in_features, window, dim, temperature)
 

@@ -254,7 +254,10 @@ def _argparse_type(name: str, annotation: Any) -> dict[str, Any]:
         choices = get_args(t)
         return {"choices": choices, "type": type(choices[0])}
     if origin is list:
-        return {"nargs": "+", "type": get_args(t)[0], "metavar": name.upper().rstrip("S")}
+        item = get_args(t)[0]
+        if get_origin(item) is Literal:
+            return {"nargs": "+", "choices": get_args(item)}
+        return {"nargs": "+", "type": item, "metavar": name.upper().rstrip("S")}
     if origin is dict:
         return {"nargs": "+", "type": _key_value(get_args(t)[1]), "metavar": "KEY=VALUE"}
     if t in (int, float, str):
@@ -267,6 +270,8 @@ def _key_value(value_type: type) -> Any:
         key, sep, value = text.partition("=")
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        if value_type is Any:  # a number, a list [8, 8], a word: as YAML would read it
+            return key, yaml.safe_load(value)
         try:
             return key, value_type(value)
         except ValueError:

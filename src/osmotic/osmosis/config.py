@@ -1,10 +1,11 @@
 """OSM-L settings: one validated object, saved with every run as `config.yaml`."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from osmotic.models import resolve_model
 from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import Settings
 
@@ -27,6 +28,10 @@ class OsmlConfig(Settings):
     window: int = Field(10, ge=1, description="sliding-window length w (stride 1)")
     batch_size: int = Field(50, ge=2, description="B consecutive windows per batch, in time order")
     hidden: int = Field(20, ge=1, description="GRU hidden size of g_i")
+    encoder: str = Field("gru", description="g_i: gru, or an import path package.module:Class "
+                         "mapping windows [batch, w, k] to [batch, width]")
+    encoder_params: dict[str, Any] = Field(default_factory=dict, description="arguments of "
+                                           "the encoder (besides in_features, window, hidden)")
     dim: int = Field(5, ge=2, description="shared embedding size d")
     lr: float = Field(0.01, gt=0, description="Adam learning rate (paper: 1e-3)")
     alpha: float = Field(0.8, ge=0, le=1, description="weight of alignment vs preservation "
@@ -63,9 +68,13 @@ class OsmlConfig(Settings):
                                  "checkpoint and go on, instead of stopping")
     ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
                                     "HOST:PORT); default: start a local instance")
+    log: list[Literal["tensorboard"]] = Field(default_factory=list, description="live loggers "
+                                              "besides metrics.jsonl (tensorboard: event files "
+                                              "in the run directory)")
 
     @model_validator(mode="after")
     def _known_strategy(self) -> OsmlConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {self.strategy!r}; choose from {sorted(STRATEGIES)}")
+        resolve_model(self.encoder)  # a ModelError (a ValueError): one line naming it
         return self

@@ -15,20 +15,25 @@ source says where the series come from (the paper's CSV files, any CSV pair, or 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import torch
 from safetensors.numpy import save_file
 
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import DataError, Series, load_pair, select
+from osmotic.models import check_batched
+from osmotic.osmosis.agent import encoder_builder
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.trainer import OsmlResult, train_osml
 from osmotic.report import plots
 from osmotic.report.rundir import RunDir, write_json
+from osmotic.report.tensorboard import live_loggers
+from osmotic.runtime.lifecycle import Logger, as_loggers
 from osmotic.runtime.strategies import STRATEGIES, make_strategy
 
 Context = Literal["simple", "complex"]
@@ -139,18 +144,21 @@ class Run:
 
 def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
         source: Mapping[str, Any] | None = None, show_progress: bool | None = None,
-        resume: bool = False) -> Run:
+        resume: bool = False, log: Logger | Sequence[Logger] | None = None) -> Run:
     """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc).
-    With `resume`, continue the unfinished run in `out` from its last checkpoint."""
+    With `resume`, continue the unfinished run in `out` from its last checkpoint. `log(row)`
+    receives every epoch's metrics row (and `config.log` adds TensorBoard)."""
     # Everything that can be refused is refused before any file is written.
     if config.agents is not None:
         train, test = select(train, config.agents), select(test, config.agents)
     check_strategy_params(config)
+    check_encoder(config, train)
     rd = RunDir(out, fresh=not resume)
     if not resume:
         rd.write_config({"mode": "osml", **config.model_dump(), "data": dict(source or {})})
-    result = train_osml(config, train, test, run_dir=rd, resume=resume,
-                        show_progress=show_progress)
+    with live_loggers(config.log, rd) as live:
+        result = train_osml(config, train, test, run_dir=rd, resume=resume,
+                            show_progress=show_progress, log=[*as_loggers(log), *live])
     write_json(rd.file("clusterings.json"),
                {"agents": result.agent_ids, "clusterings": result.history})
     save_embeddings(rd.file("embeddings.safetensors"), result, config.window)
@@ -185,6 +193,16 @@ def check_strategy_params(config: OsmlConfig) -> None:
         raise ValueError(f"strategy_params: {config.strategy} takes {accepted or 'none'}, "
                          f"not {unknown[0]!r}")
     make_strategy(config.strategy, **config.strategy_params)  # checks the values
+
+
+def check_encoder(config: OsmlConfig, train: Series) -> None:
+    """Once per feature count: the encoder builds, maps windows to [batch, width] and runs
+    batched over agents (else one line naming the operation that does not)."""
+    for k in sorted({s.shape[1] for s in train.values()}):
+        build = encoder_builder(config.encoder, config.encoder_params, k, config.window,
+                                config.hidden)
+        sample = torch.zeros(2, config.window, k)
+        check_batched(build, sample, None, f"{config.encoder} (encoder)")
 
 
 def run_source(config: OsmlConfig, source: Source, out: str | Path, *,

@@ -45,7 +45,8 @@ class OsmoticShard:
         }
         self.pop = Population(
             lambda: OsmoticAgent(k, config.window, config.hidden, config.dim, config.preserve,
-                                 config.temperature, config.sphere),
+                                 config.temperature, config.sphere, config.encoder,
+                                 config.encoder_params),
             self.agent_ids, config.seed)
         self.optimizer = torch.optim.Adam(self.pop.params.values(), lr=config.lr)
         self._needs_noise = self.pop.template.preserve.needs_noise
