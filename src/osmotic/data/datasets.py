@@ -28,14 +28,11 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from torch import Tensor
 
+from osmotic.data.timeseries import DataError  # one error type for bad data, every format
 from osmotic.settings import Settings, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 HOLDOUT_FRACTION = 0.2  # default test share of a pool without a test set (MNIST: 1,000 images)
-
-
-class DataError(ValueError):
-    """Bad input data: one line naming the file (or array) and the field at fault."""
 
 
 @dataclass

@@ -1,0 +1,45 @@
+"""What a run started from Python returns: its numbers and where its files are."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from osmotic.report.rundir import RunDir
+from osmotic.settings import Settings, one_line
+
+S = TypeVar("S", bound=Settings)
+MODEL_FIELDS = ("model", "encoder")
+
+
+@dataclass
+class RunResult:
+    """`summary` is summary.json, `metrics` every epoch's or round's row (metrics.jsonl),
+    `run_dir` the folder holding them, the config, models and plots."""
+
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    run_dir: Path
+
+    @classmethod
+    def from_dir(cls, run_dir: str | Path) -> RunResult:
+        """Read a finished run back from its directory (as written, NaN as None)."""
+        rd = RunDir(run_dir, fresh=False)
+        return cls(rd.read_summary(), rd.read_metrics(), rd.path)
+
+
+def configure(kind: type[S], config: S | None, settings: dict[str, Any]) -> S:
+    """The settings of a Python API call: `config` (None: the defaults) with keyword
+    `settings` on top, validated as the CLI validates them; a bad setting is one line. A class
+    or function given as `model` / `encoder` stands for its import path."""
+    for key in MODEL_FIELDS:
+        value = settings.get(key)
+        if callable(value):
+            settings[key] = f"{value.__module__}:{value.__qualname__}"
+    try:
+        base = {} if config is None else config.model_dump()
+        return kind.model_validate({**base, **settings})
+    except ValidationError as e:
+        raise ValueError(one_line(e, "settings")) from None
