@@ -11,7 +11,7 @@ import numpy as np
 from osmotic.data.timeseries import DataError, Series
 from osmotic.osmosis import experiments as ex
 from osmotic.osmosis.config import OsmlConfig
-from osmotic.report.result import RunResult, configure
+from osmotic.report.result import RunResult, configure, split_log
 from osmotic.runtime.lifecycle import Logger
 
 __all__ = ["OsmlConfig", "run"]
@@ -20,7 +20,8 @@ __all__ = ["OsmlConfig", "run"]
 def run(config: OsmlConfig | str | Path | None = None, *,
         train: Mapping[str, Any] | str | Path | None = None,
         test: Mapping[str, Any] | str | Path | None = None, out: str | Path | None = None,
-        show_progress: bool | None = None, log: Logger | Sequence[Logger] | None = None,
+        show_progress: bool | None = None,
+        log: Logger | str | Sequence[Logger | str] | None = None,
         **settings: Any) -> RunResult:
     """Train OSM-L agents; returns the summary, every epoch's metrics and the run directory.
 
@@ -30,8 +31,10 @@ def run(config: OsmlConfig | str | Path | None = None, *,
     `encoder="my_package.nets:MyEncoder"` or the class itself, ...). `train` / `test` are
     {agent id: array [T, k]} in memory (the same agents in both; a 1-D array is one feature),
     or CSV files in the paper's layout. `out` is the run directory (default
-    runs/osml/run-seed<N>); `log(row)` receives every epoch's metrics row.
+    runs/osml/run-seed<N>); `log` holds callables, each called with every epoch's metrics
+    row, and logger names (`"tensorboard"`: event files in the run directory).
     """
+    loggers = split_log(log, settings)
     data: dict[str, Any] | None = None
     if isinstance(config, str | Path):
         from osmotic.osmosis.cli import load_config_file
@@ -55,7 +58,7 @@ def run(config: OsmlConfig | str | Path | None = None, *,
     else:
         raise ValueError("give train and test: both {agent: array [T, k]} or both CSV paths")
     done = ex.run(cfg, train_s, test_s, out or ex.default_out("run", cfg.seed), source=record,
-                  show_progress=show_progress, log=log)
+                  show_progress=show_progress, log=loggers)
     return RunResult.from_dir(done.dir.path)
 
 

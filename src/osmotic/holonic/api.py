@@ -9,7 +9,7 @@ from typing import Any
 from osmotic.data.datasets import Dataset
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.runner import run as run_holonic
-from osmotic.report.result import RunResult, configure
+from osmotic.report.result import RunResult, configure, split_log
 from osmotic.runtime.lifecycle import Logger
 
 Arrays = tuple[Any, Any]
@@ -18,7 +18,7 @@ Arrays = tuple[Any, Any]
 def run(config: HolonicConfig | str | Path | None = None, *,
         data: Dataset | Arrays | None = None, test: Arrays | None = None,
         out: str | Path | None = None, show_progress: bool | None = None,
-        log: Logger | Sequence[Logger] | None = None, **settings: Any) -> RunResult:
+        log: Logger | str | Sequence[Logger | str] | None = None, **settings: Any) -> RunResult:
     """Train a holarchy; returns the summary, every round's metrics and the run directory.
 
     `config` is a `HolonicConfig`, a YAML file of one, or None (defaults); `settings` are
@@ -28,9 +28,11 @@ def run(config: HolonicConfig | str | Path | None = None, *,
     "label": ...}`), or the data in memory: a `Dataset`, or arrays `(x, y)` (inputs [n, F] or
     images [n, C, H, W], integer labels [n]) with optional `test=(x, y)`; arrays are checked and
     standardised like files (a stratified hold-out of `holdout` when `test` is not given).
-    `out` is the run directory (default runs/holonic/<structure>-<distribution>); `log(row)`
-    receives every round's metrics row as it finishes.
+    `out` is the run directory (default runs/holonic/<structure>-<distribution>); `log` holds
+    callables, each called with every round's metrics row as it finishes, and logger names
+    (`"tensorboard"`: event files in the run directory).
     """
+    loggers = split_log(log, settings)
     if isinstance(data, str | dict):  # a `data:` entry, as in a config file
         settings["data"], data = data, None
     base = configure(HolonicConfig, HolonicConfig.from_yaml(config)
@@ -40,5 +42,5 @@ def run(config: HolonicConfig | str | Path | None = None, *,
     dataset = Dataset.from_arrays(*data, test, holdout=base.holdout, seed=base.seed) \
         if isinstance(data, tuple) else data
     out = out if out is not None else f"runs/holonic/{base.name}-{base.distribution}"
-    summary = run_holonic(base, out, dataset, show_progress, log=log)
+    summary = run_holonic(base, out, dataset, show_progress, log=loggers)
     return RunResult.from_dir(summary["run_dir"])

@@ -43,3 +43,13 @@ def configure(kind: type[S], config: S | None, settings: dict[str, Any]) -> S:
         return kind.model_validate({**base, **settings})
     except ValidationError as e:
         raise ValueError(one_line(e, "settings")) from None
+
+
+def split_log(log: Any, settings: dict[str, Any]) -> list[Any]:
+    """An API call's `log`: names (`"tensorboard"`) go to the config's `log` setting, callables
+    (called with every metrics row) are returned as loggers."""
+    items = [] if log is None else [log] if callable(log) or isinstance(log, str) else list(log)
+    names = [x for x in items if isinstance(x, str)]
+    if names:
+        settings["log"] = [*settings.get("log", []), *names]
+    return [x for x in items if not isinstance(x, str)]
