@@ -33,13 +33,14 @@ from sklearn.datasets import make_classification
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))  # my_models, as a user's module would be
 
-import osmotic.holonic  # noqa: E402
+import osmotic.holonic
 
 RESULTS = REPO / "benchmarks" / "results" / "own_data.md"
 MODELS = {"mlp": {"model": "mlp", "model_params": {"hidden": [64, 64]}},
           "my_models:TabularNet": {"model": "my_models:TabularNet",
                                    "model_params": {"width": 64}}}
-ROUNDS, EPOCHS, LR = 40, 2, 0.05
+ROUNDS, EPOCHS, LR = 40, 2, 0.05  # see --rounds, --epochs, --lr
+HEADER = "| model | seed | FedAvg test acc. | central test acc. | gap | within 0.03 | s |"
 
 
 def per_op_us() -> float:
@@ -53,13 +54,14 @@ def per_op_us() -> float:
     return statistics.median(times) * 1e6
 
 
-def one(seed: int, model: str, folder: Path) -> dict[str, float]:
+def one(seed: int, model: str, folder: Path, rounds: int, epochs: int,
+        lr: float) -> dict[str, float]:
     x, y = make_classification(2000, 20, n_informative=10, n_classes=4, random_state=seed)
     path = folder / f"table-{seed}.npz"
     np.savez(path, x=x, y=y)
     common = {"data": {"format": "npz", "path": str(path)}, **MODELS[model],
-              "distribution": "dirichlet", "alpha": 0.5, "rounds": ROUNDS,
-              "local_epochs": EPOCHS, "lr": LR, "eval_every": ROUNDS, "seed": seed}
+              "distribution": "dirichlet", "alpha": 0.5, "rounds": rounds,
+              "local_epochs": epochs, "lr": lr, "eval_every": rounds, "seed": seed}
     out = {}
     t0 = time.perf_counter()
     for name, members in (("fedavg", [f"t{i}" for i in range(5)]), ("central", ["all"])):
@@ -74,33 +76,39 @@ def one(seed: int, model: str, folder: Path) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="seed 0 only, print, write nothing")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    p.add_argument("--rounds", type=int, default=ROUNDS)
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="local epochs per round")
+    p.add_argument("--lr", type=float, default=LR)
+    p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
     torch.set_num_threads(1)
-    seeds = [0] if args.quick else [0, 1, 2]
+    seeds = [0] if args.quick else args.seeds
     load0, op = os.getloadavg()[0], per_op_us()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in MODELS:
+        for model in args.models:
             for seed in seeds:
-                r = one(seed, model, Path(tmp))
+                r = one(seed, model, Path(tmp), args.rounds, args.epochs, args.lr)
                 gap = r["central"] - r["fedavg"]
                 rows.append(f"| {model} | {seed} | {r['fedavg']:.4f} | {r['central']:.4f} | "
                             f"{gap:+.4f} | {'yes' if gap <= 0.03 else '**no**'} | "
                             f"{r['seconds']:.0f} |")
                 print(rows[-1], flush=True)
-    text = "\n".join([
-        "# Your own data and model: FedAvg vs central (issue 11, acceptance 1)", "",
-        f"{dt.date.today()}; `benchmarks/own_data.py`; 2,000 x 20 tabular rows, 4 classes "
-        f"(make_classification, seed = row's seed); 5 terminals, Dirichlet(0.5); {ROUNDS} "
-        f"rounds x {EPOCHS} local epochs of SGD (lr {LR}, batch 32) vs {ROUNDS * EPOCHS} "
-        "epochs of the same model on one terminal; test: stratified 400-row hold-out.", "",
-        f"Machine: load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
-        f"one small op (tanh on [50, 20]) {op:.1f} µs; seconds are wall time of both runs "
-        "(shared 2-core machine: noisy).", "",
-        "| model | seed | FedAvg test acc. | central test acc. | gap | within 0.03 | s |",
-        "|---|---|---|---|---|---|---|", *rows, ""])
+    setup = (f"{dt.date.today()}; `benchmarks/own_data.py`; 2,000 x 20 tabular rows, 4 "
+             "classes (make_classification, seed = row's seed); 5 terminals, Dirichlet(0.5); "
+             f"{args.rounds} rounds x {args.epochs} local epochs of SGD (lr {args.lr}, batch "
+             f"32) vs {args.rounds * args.epochs} epochs of the same model on one terminal; "
+             "test: stratified 400-row hold-out.")
+    machine = (f"Machine: load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+               f"the end; one small op (tanh on [50, 20]) {op:.1f} µs; seconds are wall time "
+               "of both runs (shared 2-core machine: noisy).")
+    text = "\n".join(["# Your own data and model: FedAvg vs central (issue 11, acceptance 1)",
+                      "", setup, "", machine, "",
+                      HEADER, "|---|---|---|---|---|---|---|", *rows, ""])
     if not args.quick:
-        RESULTS.write_text(text)
+        args.results.write_text(text)
     print(text)
 
 
