@@ -9,10 +9,12 @@ same number of epochs (rounds x local epochs), through `osmotic.holonic.run`. Tw
 `model: mlp` (hidden [64, 64]) and a user's class by import path (examples/my_models.py:
 TabularNet). Target: FedAvg's final mean test accuracy within 0.03 of central's.
 
-Seeds 0-2 set the data, the split, the hold-out and the initial weights; the settings (rounds,
-lr) were chosen on seed 0 and seeds 1-2 are reported beside it.
+Seeds set the data, the split, the hold-out and the initial weights. The schedule (100 rounds x
+2 local epochs, lr 0.05) and the measure (mean test accuracy of the last 10 rounds) were chosen
+looking at seeds 0-2 (40 x 2 left seed 2 at a 0.06 gap); seeds 3-5 are held back:
+`--seeds 3 4 5 --results benchmarks/results/own_data_seeds3-5.md`.
 
-    .venv/bin/python benchmarks/own_data.py            # writes results/own_data.md (~5 min)
+    .venv/bin/python benchmarks/own_data.py            # writes results/own_data.md (~8 min)
     .venv/bin/python benchmarks/own_data.py --quick    # seed 0, prints only
 """
 from __future__ import annotations
@@ -39,8 +41,10 @@ RESULTS = REPO / "benchmarks" / "results" / "own_data.md"
 MODELS = {"mlp": {"model": "mlp", "model_params": {"hidden": [64, 64]}},
           "my_models:TabularNet": {"model": "my_models:TabularNet",
                                    "model_params": {"width": 64}}}
-ROUNDS, EPOCHS, LR = 40, 2, 0.05  # see --rounds, --epochs, --lr
-HEADER = "| model | seed | FedAvg test acc. | central test acc. | gap | within 0.03 | s |"
+ROUNDS, EPOCHS, LR = 100, 2, 0.05  # see --rounds, --epochs, --lr
+LAST = 10  # accuracy: mean over the last LAST rounds (a 400-row test set moves +-0.02 a round)
+HEADER = ("| model | seed | FedAvg test acc. | central test acc. | gap | within 0.03 | "
+          "last round only (FedAvg / central) | s |")
 
 
 def per_op_us() -> float:
@@ -61,7 +65,7 @@ def one(seed: int, model: str, folder: Path, rounds: int, epochs: int,
     np.savez(path, x=x, y=y)
     common = {"data": {"format": "npz", "path": str(path)}, **MODELS[model],
               "distribution": "dirichlet", "alpha": 0.5, "rounds": rounds,
-              "local_epochs": epochs, "lr": lr, "eval_every": rounds, "seed": seed}
+              "local_epochs": epochs, "lr": lr, "seed": seed}
     out = {}
     t0 = time.perf_counter()
     for name, members in (("fedavg", [f"t{i}" for i in range(5)]), ("central", ["all"])):
@@ -69,6 +73,8 @@ def one(seed: int, model: str, folder: Path, rounds: int, epochs: int,
                                 out=folder / f"{model}-{seed}-{name}", show_progress=False,
                                 **common)
         out[name] = r.summary["mean_test_accuracy"]
+        last = [row["mean_test_accuracy"] for row in r.metrics[-LAST:]]
+        out[f"{name}_last"] = sum(last) / len(last)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -91,22 +97,25 @@ def main() -> None:
         for model in args.models:
             for seed in seeds:
                 r = one(seed, model, Path(tmp), args.rounds, args.epochs, args.lr)
-                gap = r["central"] - r["fedavg"]
-                rows.append(f"| {model} | {seed} | {r['fedavg']:.4f} | {r['central']:.4f} | "
-                            f"{gap:+.4f} | {'yes' if gap <= 0.03 else '**no**'} | "
-                            f"{r['seconds']:.0f} |")
+                gap = r["central_last"] - r["fedavg_last"]
+                rows.append(f"| {model} | {seed} | {r['fedavg_last']:.4f} | "
+                            f"{r['central_last']:.4f} | {gap:+.4f} | "
+                            f"{'yes' if gap <= 0.03 else '**no**'} | {r['fedavg']:.4f} / "
+                            f"{r['central']:.4f} | {r['seconds']:.0f} |")
                 print(rows[-1], flush=True)
     setup = (f"{dt.date.today()}; `benchmarks/own_data.py`; 2,000 x 20 tabular rows, 4 "
              "classes (make_classification, seed = row's seed); 5 terminals, Dirichlet(0.5); "
              f"{args.rounds} rounds x {args.epochs} local epochs of SGD (lr {args.lr}, batch "
              f"32) vs {args.rounds * args.epochs} epochs of the same model on one terminal; "
-             "test: stratified 400-row hold-out.")
+             "test: stratified 400-row hold-out. Test accuracy is the mean over the last "
+             f"{LAST} rounds (every {args.epochs} epochs for central): with 400 test rows one "
+             "round's accuracy moves by about 0.02 (its standard error), as much as the gap.")
     machine = (f"Machine: load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at "
                f"the end; one small op (tanh on [50, 20]) {op:.1f} µs; seconds are wall time "
                "of both runs (shared 2-core machine: noisy).")
     text = "\n".join(["# Your own data and model: FedAvg vs central (issue 11, acceptance 1)",
                       "", setup, "", machine, "",
-                      HEADER, "|---|---|---|---|---|---|---|", *rows, ""])
+                      HEADER, "|---|---|---|---|---|---|---|---|", *rows, ""])
     if not args.quick:
         args.results.write_text(text)
     print(text)

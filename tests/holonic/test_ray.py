@@ -43,3 +43,11 @@ def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tmp_path: Pa
     restarted = run(config.with_overrides(restart_failed=True), tmp_path / "run", data,
                     log=kill_an_actor_at("round", 1))
     same_numbers({**straight, "engine": "ray"}, restarted, atol=1e-5)
+
+
+def test_participation_and_dropouts_on_ray_equal_inprocess(ray_local, tmp_path: Path) -> None:
+    config = small(rounds=2, participation=0.5, dropout_rate=0.3)
+    data = load_data(config)
+    local = run(config, tmp_path / "local", data)
+    two = run(config.with_overrides(**RAY), tmp_path / "two", data)
+    same_numbers({**local, "engine": "ray"}, two, atol=1e-5)

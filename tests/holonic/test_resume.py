@@ -89,3 +89,9 @@ def test_checkpoints_every_k_rounds_by_default(tmp_path: Path) -> None:
     run(small(rounds=3, checkpoint_every=None, budget=2), tmp_path / "r",
         log=lambda row: rounds.append(checkpoint_meta(path)["round"]))
     assert rounds == [0, 2, 3]  # round 0, every K = 2, and the last
+
+
+def test_resume_with_participation_draws_the_same_terminals(tmp_path: Path) -> None:
+    straight, resumed, _ = interrupted_then_resumed(tmp_path, participation=0.4,
+                                                    dropout_rate=0.2)
+    same_numbers(straight, resumed)
