@@ -98,3 +98,14 @@ def test_osml_bad_series_are_one_line(tiny_context: Callable) -> None:
         osmotic.osml.run(train=train, test={"0": test["0"]})
     with pytest.raises(ValueError, match="give train and test"):
         osmotic.osml.run(train=train)
+
+
+def test_a_run_on_arrays_is_not_resumed_from_mnist(tmp_path: Path) -> None:
+    x, y = arrays()
+    osmotic.holonic.run(holarchy=FEDAVG3, data=(x, y), rounds=1, local_epochs=1,
+                        out=tmp_path / "r", show_progress=False)
+    (tmp_path / "r" / "summary.json").unlink()
+    from osmotic.holonic.runner import resume
+
+    with pytest.raises(ValueError, match="data were given in memory; resume it from Python"):
+        resume(tmp_path / "r")

@@ -42,5 +42,6 @@ def run(config: HolonicConfig | str | Path | None = None, *,
     dataset = Dataset.from_arrays(*data, test, holdout=base.holdout, seed=base.seed) \
         if isinstance(data, tuple) else data
     out = out if out is not None else f"runs/holonic/{base.name}-{base.distribution}"
-    summary = run_holonic(base, out, dataset, show_progress, log=loggers)
+    summary = run_holonic(base, out, dataset, show_progress, log=loggers,
+                          in_memory=dataset is not None)
     return RunResult.from_dir(summary["run_dir"])

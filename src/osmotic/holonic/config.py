@@ -126,11 +126,11 @@ class HolonicConfig(Settings):
             raise HolarchyError(f"{path}: expected a mapping of settings")
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
             data["holarchy"] = str(path.parent / data["holarchy"])
-        for key in ("data", "test"):  # data files, too, relative to the config
+        for key in ("data", "test"):  # data files too, recorded absolute (for resume)
             entry = data.get(key)
             if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
                     and not Path(entry["path"]).is_absolute():
-                data[key] = {**entry, "path": str(path.parent / entry["path"])}
+                data[key] = {**entry, "path": str((path.parent / entry["path"]).resolve())}
         try:
             return cls.model_validate(data)
         except ValidationError as e:

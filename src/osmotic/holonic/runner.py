@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -54,10 +55,13 @@ def model_builder(config: HolonicConfig, data: Dataset) -> Callable[[], nn.Modul
 
 def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
         show_progress: bool | None = None, *, resume: bool = False,
-        log: Logger | Sequence[Logger] | None = None) -> dict[str, Any]:
+        log: Logger | Sequence[Logger] | None = None, in_memory: bool = False
+        ) -> dict[str, Any]:
     """Train for `config.rounds` rounds; returns the summary (also written to summary.json).
 
-    `data` replaces the data the config names (the Python API passes in-memory data here).
+    `data` replaces the data the config names: the same data loaded once (a grid), or, with
+    `in_memory`, data the config does not name (the Python API's arrays), which `osmotic
+    resume` then refuses to guess.
     A checkpoint is written at round 0 and every `checkpoint_every` (default K) rounds;
     `resume` continues the run in `out` from it and ends with the uninterrupted run's numbers.
     `log(row)` receives every round's metrics row (and `config.log` adds TensorBoard).
@@ -72,7 +76,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                                  config.alpha)
     rd = RunDir(out, fresh=not resume)
     if not resume:
-        _describe(rd, config, holarchy, data, parts)
+        _describe(rd, config, holarchy, data, parts, in_memory)
 
     # Every terminal starts from the same weights: those the root's seed draws.
     init = Population(build, [holarchy.root], config.seed).flat()[0]
@@ -118,14 +122,19 @@ def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]
         raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
     if not (rd / CHECKPOINT).exists():
         raise ValueError(f"{rd}: no {CHECKPOINT} to resume from")
+    if (yaml.safe_load((rd / "config.yaml").read_text()) or {}).get("data_in_memory"):
+        raise ValueError(f"{rd}: this run's data were given in memory; resume it from Python "
+                         "with the same data: osmotic.holonic.runner.run(config, out, data, "
+                         "resume=True)")
     return run(HolonicConfig.from_run(rd), rd, show_progress=show_progress, resume=True)
 
 
 def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: Dataset,
-              parts: list[np.ndarray]) -> None:
+              parts: list[np.ndarray], in_memory: bool) -> None:
     """config.yaml (with `mode`, for `osmotic resume`), the partition and the holarchy."""
     rd.write_config({"mode": "holonic", **config.model_dump(),
-                     "resolved_holarchy": holarchy.to_dict(), "data_source": data.source})
+                     "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
+                     "data_in_memory": in_memory})
     rows = partitions.summary(data.train.labels.numpy(), parts, holarchy.terminals())
     write_json(rd.file("partition.json"), rows)
     partitions.plot_summary(rows, rd.plots / "partition.png",
