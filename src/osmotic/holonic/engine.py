@@ -19,8 +19,8 @@ from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.trainer import Terminals
 
 
-def make_terminals(config: HolonicConfig, model: Callable[[], nn.Module], ids: Sequence[str],
-                   init: Tensor, pool: Split, parts: Sequence[np.ndarray]) -> Any:
+def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool: Split,
+                   parts: Sequence[np.ndarray], *, model: Callable[[], nn.Module]) -> Any:
     """`Terminals` of architecture `model` for all of `ids` in this process, or `RayTerminals`
     over actors."""
     part_of = dict(zip(ids, parts, strict=True))

@@ -86,7 +86,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
     participation = Participation(holarchy, config.participation, config.dropout_rate,
                                   config.seed)
     with cpu_threads(config.threads), live_loggers(config.log, rd) as live:
-        engine = make_terminals(config, build, terminals, init, data.train, parts)
+        engine = make_terminals(config, terminals, init, data.train, parts, model=build)
         try:
             rounds = HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
             row = Lifecycle(rounds, total=config.rounds, unit="round", run_dir=rd,
