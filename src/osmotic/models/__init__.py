@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +25,9 @@ from osmotic.models.gru import GRUEncoder
 from osmotic.models.mlp import MLP
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder, "cnn": MnistCNN, "mlp": MLP}
+_NOT_THE_MODEL = (str(Path(torch.__file__).parent), __file__,
+                  str(Path(__file__).parents[1] / "runtime"))
+"""Frames that are never the failing operation: torch, this check, the population."""
 
 
 class ModelError(ValueError):
@@ -126,13 +129,10 @@ def _where(e: BaseException) -> str:
     """`file:line `code`: first line of the error`, at the deepest frame outside torch (the
     user's operation that failed)."""
     frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if not f.filename.startswith(_TORCH_DIR) and f.filename != __file__
-              and "osmotic/runtime/" not in f.filename]
+              if not f.filename.startswith(_NOT_THE_MODEL)]
     head = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if not frames:
         return head
     f = frames[-1]
     return f"{f.filename}:{f.lineno} `{(f.line or '').strip()}`: {head}"
 
-
-_TORCH_DIR = str(sys.modules["torch"].__file__).rsplit("/", 1)[0]
