@@ -34,7 +34,12 @@ def scalars(row: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, flo
 
 class TensorBoardLogger:
     """Writes metrics rows as TensorBoard scalars under `log_dir`, flushed after every row so
-    that a running job can be watched."""
+    that a running job can be watched.
+
+    A row whose step is not past the last one written (a resumed run, or a rewind to a
+    checkpoint after lost agents) starts a new event file that purges the older events from
+    that step on, so TensorBoard shows each step once, as finally computed.
+    """
 
     def __init__(self, log_dir: str | Path):
         try:
@@ -43,19 +48,26 @@ class TensorBoardLogger:
             raise ValueError("--log tensorboard needs the tensorboard package: "
                              "pip install tensorboard") from None
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.log_dir))
+        self._writer_at = lambda step: SummaryWriter(str(self.log_dir), purge_step=step)
+        self.writer: Any = None
+        self.last: int | None = None
 
     def __call__(self, row: Mapping[str, Any]) -> None:
         step = next((int(row[k]) for k in STEP_KEYS if k in row), None)
         if step is None:
             raise ValueError(f"a metrics row needs one of {STEP_KEYS} as its step; got keys "
                              f"{sorted(row)}")
+        if self.last is None or step <= self.last:
+            self.close()
+            self.writer = self._writer_at(step)
         for tag, value in scalars({k: v for k, v in row.items() if k not in STEP_KEYS}):
             self.writer.add_scalar(tag, value, step)
         self.writer.flush()
+        self.last = step
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 @contextmanager
