@@ -73,7 +73,7 @@ def _wave_with_stationary_phases(
     periods = rng.uniform(90.0, 130.0, size=steps // 90 + 1)
     phase_step = 2 * np.pi / np.repeat(periods, 90)[:steps]
     wave = np.sin(rng.uniform(0, 2 * np.pi) + np.cumsum(phase_step))
-    stationary = _phases(rng, steps, first=(40, 70), length=(45, 58), gap=(90, 112))
+    stationary = phases(rng, steps, first=(40, 70), length=(45, 58), gap=(90, 112))
     noise = np.where(stationary, 0.05, 0.11) * rng.standard_normal(steps)
     return np.where(stationary, _STATIONARY_LEVEL, wave) + noise, stationary
 
@@ -89,17 +89,17 @@ def _oscillation(stationary: np.ndarray) -> np.ndarray:
 
 def _mirrored_pair_and_mixture(rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
     """Agents 2, 3 (one triangle wave, mirrored, with noise bursts) and 4 (two features)."""
-    level = _triangle_wave(rng, steps)
-    bursts = _noise_bursts(rng, steps)
-    agent2 = np.clip(4 + 12 * level + _noise(rng, bursts, 0.35, 2.6), 4.0, 16.0)
-    agent3 = np.clip(-8 - 10 * level + _noise(rng, bursts, 0.3, 2.4), -18.0, -8.0)
+    level = triangle_wave(rng, steps)
+    bursts = noise_bursts(rng, steps)
+    agent2 = np.clip(4 + 12 * level + switching_noise(rng, bursts, 0.35, 2.6), 4.0, 16.0)
+    agent3 = np.clip(-8 - 10 * level + switching_noise(rng, bursts, 0.3, 2.4), -18.0, -8.0)
     discretised = np.where(agent3 < -12, 10.0, 2.0)
     sinusoid = 0.9 * np.sin(2 * np.pi * np.arange(steps) / 20.0 + rng.uniform(0, 2 * np.pi))
     mixed = -1.35 * agent3 - 22.0 + sinusoid + 2.8 * rng.standard_normal(steps)
     return {"2": agent2, "3": agent3, "4": np.stack([discretised, mixed], axis=1)}
 
 
-def _triangle_wave(rng: np.random.Generator, steps: int) -> np.ndarray:
+def triangle_wave(rng: np.random.Generator, steps: int) -> np.ndarray:
     """Rising and falling ramps between 0 and 1, each cycle with its own length and apex."""
     pieces, total = [], 0
     while total < steps:
@@ -110,13 +110,14 @@ def _triangle_wave(rng: np.random.Generator, steps: int) -> np.ndarray:
     return np.concatenate(pieces)[:steps]
 
 
-def _noise_bursts(rng: np.random.Generator, steps: int) -> np.ndarray:
-    """Mask of the phases (about a quarter of the time) where agents 2 and 3 turn very noisy."""
-    return _phases(rng, steps, first=(0, 60), length=(25, 50), gap=(60, 130))
+def noise_bursts(rng: np.random.Generator, steps: int) -> np.ndarray:
+    """Mask of phases, about a quarter of the time, of much stronger noise (agents 2 and 3 of
+    the complex context; any agent of a scenario)."""
+    return phases(rng, steps, first=(0, 60), length=(25, 50), gap=(60, 130))
 
 
-def _phases(rng: np.random.Generator, steps: int, first: tuple[int, int],
-            length: tuple[int, int], gap: tuple[int, int]) -> np.ndarray:
+def phases(rng: np.random.Generator, steps: int, first: tuple[int, int],
+           length: tuple[int, int], gap: tuple[int, int]) -> np.ndarray:
     """Mask of recurring phases: the first starts in `first`, each lasts a draw from `length`
     and the next starts a draw from `gap` after it ends (draws are half-open ranges)."""
     mask = np.zeros(steps, dtype=bool)
@@ -128,6 +129,7 @@ def _phases(rng: np.random.Generator, steps: int, first: tuple[int, int],
     return mask
 
 
-def _noise(rng: np.random.Generator, bursts: np.ndarray, calm: float, loud: float) -> np.ndarray:
+def switching_noise(rng: np.random.Generator, bursts: np.ndarray, calm: float,
+                    loud: float) -> np.ndarray:
     """Gaussian noise whose standard deviation switches from ``calm`` to ``loud`` in bursts."""
     return np.where(bursts, loud, calm) * rng.standard_normal(bursts.size)

@@ -18,10 +18,13 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from osmotic.cli import CliError
+from osmotic.data.scenarios import generate_scenario
 from osmotic.data.synthetic import SIZES, generate_context
 from osmotic.data.timeseries import write_csv
 from osmotic.osmosis import experiments as ex
 from osmotic.osmosis.config import OsmlConfig
+from osmotic.osmosis.metrics import against_truth
+from osmotic.report.rundir import write_json
 from osmotic.settings import one_line
 
 REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_address",
@@ -53,11 +56,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
     gen = sub.add_parser("generate", help="write a generated context as train/test CSV files")
-    gen.add_argument("context", choices=list(SIZES))
+    gen.add_argument("context", choices=[*SIZES, "scenario"], help="the paper's simple or "
+                     "complex context, or a scenario with a known answer (writes truth.json)")
     gen.add_argument("--out", type=Path, required=True, help="folder for train_data.csv and "
                      "test_data.csv (name it <context>-context to use its parent as --data)")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--groups", type=_sizes, default=[3, 2], help="scenario: sizes of the "
+                     "groups of agents that share a latent process, e.g. 3,2 (default: 3,2)")
+    gen.add_argument("--loners", type=int, default=1, help="scenario: agents with a latent "
+                     "process of their own (default: 1)")
+    gen.add_argument("--noise", type=int, default=2, help="scenario: agents that see only "
+                     "noise (default: 2)")
     gen.set_defaults(func=_generate)
+
+    score = sub.add_parser("score", help="compare a finished run's sub-contexts with a "
+                           "scenario's truth.json")
+    score.add_argument("run_dir", type=Path, help="run directory (holds summary.json)")
+    score.add_argument("--truth", type=Path, required=True, help="truth.json of the scenario")
+    score.add_argument("--json", action="store_true", help="print the scores as one JSON line")
+    score.set_defaults(func=_score)
 
     demo = subparsers.add_parser("demo", help="reproduce the paper's three OSM-L experiments")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -148,17 +165,75 @@ def _run_source(args: argparse.Namespace, data: dict[str, Any] | None) -> ex.Sou
 
 
 def _generate(args: argparse.Namespace) -> int:
-    train, test = generate_context(args.context, args.seed)
-    paths = {split: args.out / f"{split}_data.csv" for split in ("train", "test")}
+    truth = None
+    if args.context == "scenario":
+        try:
+            train, test, truth = generate_scenario(args.groups, args.loners, args.noise, args.seed)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    else:
+        train, test = generate_context(args.context, args.seed)
+    paths = {name: args.out / name for name in ("train_data.csv", "test_data.csv", "truth.json")}
     for path in paths.values():
         if path.exists():
             raise CliError(f"{path} already exists; choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(paths["train"], train)
-    write_csv(paths["test"], test)
-    print(f"wrote {paths['train']} ({SIZES[args.context][0]} steps) and {paths['test']} "
-          f"({SIZES[args.context][1]} steps), agents {', '.join(train)}")
+    write_csv(paths["train_data.csv"], train)
+    write_csv(paths["test_data.csv"], test)
+    steps = [len(next(iter(split.values()))) for split in (train, test)]
+    print(f"wrote {paths['train_data.csv']} ({steps[0]} steps) and {paths['test_data.csv']} "
+          f"({steps[1]} steps), agents {', '.join(train)}")
+    if truth is not None:
+        write_json(paths["truth.json"], truth)
+        print(f"wrote {paths['truth.json']}: groups "
+              + (", ".join("{" + ", ".join(g) + "}" for g in truth["groups"]) or "none")
+              + f"; loners {', '.join(truth['loners']) or 'none'}"
+              + f"; noise {', '.join(truth['noise']) or 'none'}")
     return 0
+
+
+def _sizes(text: str) -> list[int]:
+    """`3,2` -> [3, 2]: the --groups option."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 3,2, got {text!r}") from None
+
+
+def _score(args: argparse.Namespace) -> int:
+    """ARI, exact match, intruders and training time of one run against a scenario's truth."""
+    summary, truth = (_read_json(path) for path in (args.run_dir / "summary.json", args.truth))
+    found = [g["agents"] for g in summary["subcontexts"]]
+    try:
+        scores = against_truth(found, summary["agents"], truth)
+    except ValueError as e:
+        raise CliError(f"{args.truth}: {e}") from None
+    scores["train_seconds"] = summary["train_seconds"]
+    if args.json:
+        print(json.dumps(scores, separators=(",", ":")))
+        return 0
+    print(format_scores(scores))
+    return 0
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """One run's `against_truth` scores as a few readable lines."""
+    def groups(gs: list[list[str]]) -> str:
+        return ", ".join("{" + ", ".join(g) + "}" for g in gs) or "none"
+
+    return (f"ARI {scores['ari']:.3f}  exact {'yes' if scores['exact'] else 'no'}  "
+            f"loners/noise in a sub-context: {', '.join(scores['intruders']) or 'none'}  "
+            f"training {scores['train_seconds']:.1f} s\n"
+            f"  expected: {groups(scores['expected'])}\n  found:    {groups(scores['found'])}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise CliError(f"{path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise CliError(f"{path}: not valid JSON (line {e.lineno})") from None
 
 
 def _demo(args: argparse.Namespace) -> int:

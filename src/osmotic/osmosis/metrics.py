@@ -4,10 +4,12 @@ Embeddings are arrays E of shape [agents, steps, d], the steps time-aligned acro
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import adjusted_rand_score
 from torch import Tensor
 
 
@@ -101,3 +103,37 @@ def spread(E: Tensor) -> Tensor:
     """Per agent: mean distance to the temporal mean over mean norm (near 0 means collapse)."""
     centre = E.mean(1, keepdim=True)
     return (E - centre).norm(dim=-1).mean(1) / E.norm(dim=-1).mean(1).clamp_min(1e-12)
+
+
+def against_truth(found: Sequence[Sequence[str]], agents: Sequence[str],
+                  truth: Mapping[str, Any]) -> dict[str, Any]:
+    """How the sub-contexts `found` among `agents` compare with a scenario's `truth.json`.
+
+    `ari`: adjusted Rand index of the two partitions of `agents`, every agent outside a
+    sub-context (a loner, a noise agent, a missed group member) a singleton; 1 is a perfect
+    match, 0 what chance gives. `exact`: the same groups. `intruders`: loners and noise agents
+    placed in a sub-context, which should never happen."""
+    known = set(truth["agents"])
+    unknown = [a for a in agents if a not in known]
+    if unknown:
+        raise ValueError(f"agent {unknown[0]!r} is not in the truth file")
+
+    def labels(groups: Sequence[Sequence[str]]) -> list[int]:
+        of = {a: k for k, g in enumerate(groups) for a in g}
+        return [of.get(a, len(groups) + i) for i, a in enumerate(agents)]
+
+    present = set(agents)
+    expected = [sorted(a for a in g if a in present) for g in truth["groups"]]
+    expected = [g for g in expected if len(g) > 1]
+    outsiders = set(truth["loners"]) | set(truth["noise"])
+    return {
+        "ari": float(adjusted_rand_score(labels(expected), labels(found))),
+        "exact": sorted(map(sorted, found)) == sorted(expected),
+        "intruders": sorted((a for g in found for a in g if a in outsiders), key=_numeric_first),
+        "expected": expected,
+        "found": [sorted(g, key=_numeric_first) for g in found],
+    }
+
+
+def _numeric_first(agent: str) -> tuple[int, str]:
+    return (len(agent), agent)
