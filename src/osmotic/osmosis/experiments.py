@@ -7,7 +7,8 @@ source says where the series come from (the paper's CSV files, any CSV pair, or 
 * `config.yaml`: the resolved settings plus a `data:` section naming the source, so the file can
   be passed back to `osmotic osml run --config` to repeat the run;
 * `metrics.jsonl`: one row per epoch, appended as epochs finish;
-* `clusterings.json`: every sub-context decision (epoch, groups, pair scores and ranks);
+* `clusterings.json`: every sub-context decision (epoch, groups, membership changes with
+  probations, pair scores and ranks);
 * `embeddings.safetensors`: the final test embeddings, one [windows, d] tensor per agent id;
 * `plots/*.png`: paper Figs. 4–8;
 * `summary.json`: the final numbers, written last, so its presence marks a finished run.
@@ -248,5 +249,8 @@ def plot_run(rd: RunDir, result: OsmlResult, beta: float) -> None:
                               result.agent_ids, beta=beta)
     epochs = [row["epoch"] for row in result.metrics]
     groups = [[g["agents"] for g in row["subcontexts"]] for row in result.metrics]
-    plots.subcontext_membership(rd.plots / "subcontexts.png", epochs, groups, result.agent_ids)
+    changes = [{**c, "epoch": record["epoch"]} for record in result.history
+               for c in record["changes"]]
+    plots.subcontext_membership(rd.plots / "subcontexts.png", epochs, groups, result.agent_ids,
+                                changes)
     plots.osml_training(rd.plots / "training.png", result.metrics)

@@ -138,7 +138,9 @@ class OsmlJob:
         self.diffuser = Diffuser(len(self.ids), make_strategy(config.strategy, **config.strategy_params),
                                  unclustered=config.unclustered, threshold=config.threshold,
                                  beta=config.beta, samples=config.cluster_samples,
-                                 min_rank=config.min_rank, seed=config.seed)
+                                 min_rank=config.min_rank, stay_rank=config.stay_rank,
+                                 join_score=config.join_score,
+                                 seed=config.seed)
         self.n_train = next(iter(train.values())).shape[0] - config.window + 1
         self.n_test = next(iter(test.values())).shape[0] - config.window + 1
         self.batches = _batches(self.n_train, config.batch_size)
@@ -195,9 +197,7 @@ class OsmlJob:
         if ev is None:  # resumed a finished run: nothing trained here
             ev = evaluate(self.engine, self.diffuser, self.config, self.n_test, self.ids)
         ids = self.ids
-        history = [{"epoch": c.epoch, "groups": _names(c.groups, ids),
-                    "scores": np.round(c.scores, 6).tolist(), "ranks": np.round(c.ranks, 6).tolist()}
-                   for c in self.diffuser.history]
+        history = [c.as_record(ids) for c in self.diffuser.history]
         summary = {
             "subcontexts": ev["subcontexts"],
             "unclustered": ev["unclustered"],

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -61,13 +62,21 @@ def similarity_matrices(path: str | Path, embeddings: np.ndarray, ids: Sequence[
     return _save(fig, path)
 
 
+CHANGE_MARKERS = {"join": ("^", "joined"), "leave": ("v", "left"),
+                  "probation": ("o", "probation starts"), "rejected": ("x", "probation failed")}
+"""How `subcontext_membership` marks each kind of membership change of `clusterings.json`."""
+
+
 def subcontext_membership(path: str | Path, epochs: Sequence[int],
                           groups_per_epoch: Sequence[Sequence[Sequence[str]]],
-                          ids: Sequence[str]) -> Path:
+                          ids: Sequence[str],
+                          changes: Sequence[Mapping[str, object]] = ()) -> Path:
     """Which sub-context every agent is in after each epoch (paper Fig. 7).
 
     Each distinct member set gets its own colour, so a sub-context that gains or loses a member
-    visibly changes colour; agents in no sub-context are grey.
+    visibly changes colour; agents in no sub-context are grey. `changes` ({epoch, agent,
+    change} each, as recorded in `clusterings.json`) are marked in the cell of that agent and
+    epoch: joined ▲, left ▼, probation starts ○, probation failed ×.
     """
     row = {a: r for r, a in enumerate(ids)}
     colour_of: dict[frozenset[str], int] = {}  # member set -> colour index, by first appearance
@@ -90,9 +99,18 @@ def subcontext_membership(path: str | Path, epochs: Sequence[int],
         ax.tick_params(which="minor", length=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="agent", title="sub-contexts over epochs")
+    marks = []
+    for kind, (marker, label) in CHANGE_MARKERS.items():
+        at = [(c["epoch"], row[c["agent"]]) for c in changes if c["change"] == kind]
+        if at:
+            x, y = zip(*at)
+            ax.scatter(x, y, marker=marker, s=36, facecolors="none" if marker == "o" else "black",
+                       edgecolors="black", linewidths=1.2, zorder=3)
+            marks.append(Line2D([], [], linestyle="", marker=marker, color="black",
+                                markerfacecolor="none" if marker == "o" else "black", label=label))
     legend = [Patch(color=UNCLUSTERED_COLOUR, label="no sub-context")] + [
         Patch(color=colours[k], label=_members(g))
-        for g, k in list(colour_of.items())[:MAX_NAMED_SUBCONTEXTS]]
+        for g, k in list(colour_of.items())[:MAX_NAMED_SUBCONTEXTS]] + marks
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return _save(fig, path)
 
