@@ -70,9 +70,13 @@ def run_scenario(index: int, overrides: dict[str, Any]) -> dict[str, Any]:
     result = train_osml(config, train, test, show_progress=False)
     s = result.summary
     scores = against_truth([g["agents"] for g in s["subcontexts"]], s["agents"], truth)
-    changes = [c for record in result.history for c in record.get("changes", [])]
+    changes = [c for record in result.history for c in record["changes"]]
+    outsiders = set(truth["loners"]) | set(truth["noise"])
     return {"scenario": index, **spec, "agents": len(s["agents"]), **scores,
-            "train_seconds": s["train_seconds"], "membership_changes": len(changes)}
+            "train_seconds": s["train_seconds"],
+            "membership_changes": sum(c["change"] in ("join", "leave") for c in changes),
+            "outsider_probations": sum(c["change"] == "probation" and c["agent"] in outsiders
+                                       for c in changes)}
 
 
 def parse_range(text: str) -> list[int]:
@@ -112,15 +116,19 @@ def render(store: dict[str, Any], name: str) -> str:
         summary_row("0–19 (tuning)", [r for r in rows if r["scenario"] in TUNING]),
         summary_row("20–29 (held back)", [r for r in rows if r["scenario"] in HELD_BACK]),
         summary_row("all", rows), "",
+        "'joins/leaves': membership changes over the run; 'outsider probations': times a loner "
+        "or noise agent was put on probation (each was then refused by the clustering's gate, "
+        "unless 'intruders' says otherwise).", "",
         "| # | groups | loners | noise | ARI | exact | intruders | expected | found | "
-        "membership changes | train s |", "|---|---|---|---|---|---|---|---|---|---|---|",
+        "joins/leaves | outsider probations | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['scenario']} | {','.join(map(str, r['groups']))} | {r['loners']} | "
                      f"{r['noise']} | {r['ari']:.3f} | {'yes' if r['exact'] else 'no'} | "
                      f"{','.join(r['intruders']) or '-'} | {groups(r['expected'])} | "
                      f"{groups(r['found'])} | {r['membership_changes']} | "
-                     f"{r['train_seconds']:.1f} |")
+                     f"{r['outsider_probations']} | {r['train_seconds']:.1f} |")
     lines += ["", "Parts (machine state while each ran):", "",
               "| scenarios | when (UTC) | load average before → after | per-op µs | "
               "complex (baseline) train s | scenario train s / baseline |",
