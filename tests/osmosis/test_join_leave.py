@@ -161,3 +161,19 @@ def test_without_join_score_nobody_goes_on_probation() -> None:
     d = Diffuser(5, make_strategy("mean"), threshold=0.9, min_rank=0.75, join_score=None)
     record = d.cluster(2, E)
     assert d.trial == {} and all(c["change"] == "join" for c in record.changes)
+
+
+def test_the_sub_contexts_plot_marks_membership_changes(tmp_path) -> None:
+    from PIL import Image
+
+    from osmotic.report.plots import subcontext_membership
+
+    ids, epochs = ["0", "1", "2"], [1, 2, 3, 4]
+    groups = [[], [["0", "1"]], [["0", "1"]], [["0", "1", "2"]]]
+    changes = [{"epoch": 2, "agent": "0", "change": "join"}, {"epoch": 2, "agent": "1", "change": "join"},
+               {"epoch": 2, "agent": "2", "change": "probation"},
+               {"epoch": 4, "agent": "2", "change": "join"}]
+    plain = subcontext_membership(tmp_path / "plain.png", epochs, groups, ids)
+    marked = subcontext_membership(tmp_path / "marked.png", epochs, groups, ids, changes)
+    a, b = (np.asarray(Image.open(p).convert("L"), dtype=float) for p in (plain, marked))
+    assert a.shape == b.shape and (a != b).sum() > 100
