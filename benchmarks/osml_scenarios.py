@@ -32,13 +32,13 @@ import torch
 import yaml
 
 from osmotic.data.scenarios import generate_scenario, suite_spec
-from osmotic.osmosis.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
 from osmotic.osmosis.config import OsmlConfig
+from osmotic.osmosis.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
 from osmotic.osmosis.metrics import against_truth
 from osmotic.osmosis.trainer import train_osml
 
 RESULTS = Path(__file__).parent / "results"
-SUITE_SIZE, TUNING, HELD_BACK = 30, range(0, 20), range(20, 30)
+SUITE_SIZE, TUNING, HELD_BACK = 30, range(20), range(20, 30)
 EPOCHS = 30
 
 
@@ -101,26 +101,26 @@ def summary_row(label: str, rows: list[dict[str, Any]]) -> str:
 
 def render(store: dict[str, Any], name: str) -> str:
     rows = [store["rows"][k] for k in sorted(store["rows"], key=int)]
-    groups = lambda gs: ", ".join("{" + ",".join(g) + "}" for g in gs) or "none"  # noqa: E731
+    groups = lambda gs: ", ".join("{" + ",".join(g) + "}" for g in gs) or "none"
     lines = [
         f"# OSM-L scenario suite{f' ({name})' if name else ''}", "",
-        "Command: `.venv/bin/python benchmarks/osml_scenarios.py --scenarios 0-19` and "
-        "`--scenarios 20-29`" + (f" with `--set {store['settings']}`" if store["settings"] else "")
-        + f". Default settings otherwise, {EPOCHS} epochs. ARI: adjusted Rand index of the final "
-        "sub-contexts against the truth (loners, noise agents and missed members as singletons). "
-        "'intruded': scenarios with a loner or noise agent in a sub-context. Defaults were chosen "
-        "on scenarios 0–19; 20–29 are held back. Times are wall seconds on a shared 2-core "
-        "machine (see each part's load and per-op cost): noisy, compare them with the baseline "
-        "measured in the same part.", "",
+        ("Command: `.venv/bin/python benchmarks/osml_scenarios.py --scenarios 0-19` and "
+         "`--scenarios 20-29`" + (f" with `--set {store['settings']}`" if store["settings"] else "")
+         + f". Default settings otherwise, {EPOCHS} epochs. ARI: adjusted Rand index of the final "
+         "sub-contexts against the truth (loners, noise agents and missed members as singletons). "
+         "'intruded': scenarios with a loner or noise agent in a sub-context. Defaults were chosen "
+         "on scenarios 0–19; 20–29 are held back. Times are wall seconds on a shared 2-core "
+         "machine (see each part's load and per-op cost): noisy, compare them with the baseline "
+         "measured in the same part."), "",
         "| scenarios | n | mean ARI | exact | intruded | train s (mean) |", "|---|---|---|---|---|---|",
         summary_row("0–19 (tuning)", [r for r in rows if r["scenario"] in TUNING]),
         summary_row("20–29 (held back)", [r for r in rows if r["scenario"] in HELD_BACK]),
         summary_row("all", rows), "",
-        "'joins/leaves': membership changes over the run; 'outsider probations': times a loner "
-        "or noise agent was put on probation (each was then refused by the clustering's gate, "
-        "unless 'intruders' says otherwise).", "",
-        "| # | groups | loners | noise | ARI | exact | intruders | expected | found | "
-        "joins/leaves | outsider probations | train s |",
+        ("'joins/leaves': membership changes over the run; 'outsider probations': times a loner "
+         "or noise agent was put on probation (each was then refused by the clustering's gate, "
+         "unless 'intruders' says otherwise)."), "",
+        ("| # | groups | loners | noise | ARI | exact | intruders | expected | found | "
+         "joins/leaves | outsider probations | train s |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -130,8 +130,8 @@ def render(store: dict[str, Any], name: str) -> str:
                      f"{groups(r['found'])} | {r['membership_changes']} | "
                      f"{r['outsider_probations']} | {r['train_seconds']:.1f} |")
     lines += ["", "Parts (machine state while each ran):", "",
-              "| scenarios | when (UTC) | load average before → after | per-op µs | "
-              "complex (baseline) train s | scenario train s / baseline |",
+              ("| scenarios | when (UTC) | load average before → after | per-op µs | "
+               "complex (baseline) train s | scenario train s / baseline |"),
               "|---|---|---|---|---|---|"]
     for p in store["parts"]:
         lines.append(f"| {p['scenarios']} | {p['when']} | {p['load_before']} → {p['load_after']} "
@@ -172,7 +172,7 @@ def main() -> None:
     store["parts"].append({
         "scenarios": f"{args.scenarios[0]}–{args.scenarios[-1]}" if len(args.scenarios) > 1
         else str(args.scenarios[0]),
-        "when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "load_before": load_before, "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "per_op_us": op_us, "baseline_s": base, "ratio": statistics.mean(secs) / base})
     store_path.write_text(json.dumps(store, indent=1) + "\n")

@@ -19,7 +19,6 @@ from osmotic.osmosis.clustering import Clustering, average_linkage, cluster, mem
 from osmotic.osmosis.metrics import mapped_ranks
 from osmotic.runtime.strategies import Strategy
 
-
 JOIN_BLOCK = 50
 """Steps per block of `mapped_ranks` when judging probations: fitted on even blocks, scored on
 odd ones."""
