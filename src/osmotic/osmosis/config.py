@@ -50,7 +50,7 @@ class OsmlConfig(Settings):
     beta: float = Field(2.0, gt=0, description="β of the similarity (paper Eq. 14)")
     min_rank: float = Field(0.75, ge=0, le=1, description="a pair whose sampled rank score is "
                             "below this counts as unrelated when clustering (0: the paper's rule)")
-    stay_rank: float | None = Field(0.7, ge=0, le=1, description="members of a sub-context "
+    stay_rank: float | None = Field(0.65, ge=0, le=1, description="members of a sub-context "
                                     "stay in it while their sampled rank score with each other "
                                     "is at least this (None: min_rank; ours)")
     join_score: float | None = Field(0.7, ge=0, le=1, description="put an agent in no "
