@@ -20,7 +20,10 @@ class OsmlConfig(Settings):
     `unclustered="rest"` instead of "global". With five epochs of 19 batches, Adam at 1e-3
     cannot both align and keep information; InfoNCE at any weight either blocks alignment or
     lets noise agents collapse the shared context; under "global", two related agents left out
-    of the first sub-context are pulled towards it and may never find each other.
+    of the first sub-context are pulled towards it and may never find each other. `join_score`
+    and `stay_rank` (ours) are the way into and out of a sub-context after the first
+    clustering, chosen on generated scenarios with a known answer (README, "Contexts nobody
+    tuned for").
     """
 
     agents: list[str] | None = Field(None, description="agent ids to use; default: all in the data")
