@@ -78,51 +78,63 @@ def mapped_ranks(X: Tensor, Y: Tensor, block: int = 50, samples: int = 50,
 
     For each pair: how well one side's embeddings, through the best linear map, tell which step
     is which on the other's. The map (least squares with an intercept, a little ridge) is fitted
-    on the even blocks of `block` steps and scored on `samples` evenly spaced steps of the odd
-    blocks: for each scored step t, the rank of the other side's step t among the scored steps
-    by distance to the prediction (coordinates standardised), as in `rank_scores`. Fitting and
-    scoring on different stretches of time keeps a chance fit between two slow, unrelated series
-    from scoring: unrelated and collapsed embeddings score about 0.5, and a rotation, scaling or
-    any invertible linear map of the same embeddings about 1. Both directions are averaged.
+    on up to 4·`samples` evenly spaced steps of the even blocks of `block` steps and scored on
+    `samples` evenly spaced steps of the odd blocks: for each scored step t, the rank of the
+    other side's step t among the scored steps by distance to the prediction (coordinates
+    standardised), as in `rank_scores`. Fitting and scoring on different stretches of time
+    keeps a chance fit between two slow, unrelated series from scoring: unrelated and collapsed
+    embeddings score about 0.5, and a rotation, scaling or any invertible linear map of the same
+    embeddings about 1. Both directions are averaged.
+
+    A map that predicts the scored steps no better than their mean (R² ≤ 0) scores 0.5 without
+    being ranked: ranking costs O(samples²) per pair, and with hundreds of agents in no
+    sub-context nearly all pairs are such.
     """
     T = X.shape[1]
     blocks = torch.arange(T) // block
-    fit = blocks % 2 == 0
-    odd = torch.nonzero(blocks % 2 == 1).squeeze(1)
-    if len(odd) < 2 or int(fit.sum()) <= X.shape[2] + 1:
+    even, odd = (torch.nonzero(blocks % 2 == r).squeeze(1) for r in (0, 1))
+    if len(odd) < 2 or len(even) <= X.shape[2] + 1:
         raise ValueError(f"mapped_ranks: {T} steps are too few for blocks of {block}")
-    scored = odd[torch.linspace(0, len(odd) - 1, min(samples, len(odd))).round().long().unique()]
+    fit, scored = (_evenly(steps, k) for steps, k in ((even, 4 * samples), (odd, samples)))
     there = _mapped_one_way(X, Y, fit, scored, ridge)
     back = _mapped_one_way(Y, X, fit, scored, ridge)
     return (there + back.T) / 2
 
 
+def _evenly(steps: Tensor, k: int) -> Tensor:
+    """At most k of `steps`, evenly spaced."""
+    return steps[torch.linspace(0, len(steps) - 1, min(k, len(steps))).round().long().unique()]
+
+
 def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float,
                     max_elements: int = 1 << 24) -> Tensor:
     """Rank score of B_j's scored steps after the least-squares map A_i → B_j, [n, m]; as many
-    rows of A at a time as keep the [rows, m, S, S] distances within `max_elements`."""
-    rows = max(1, max_elements // (B.shape[0] * len(scored) ** 2))
+    rows of A at a time as keep the [rows, m, S, d] predictions within `max_elements`."""
+    rows = max(1, max_elements // (B.shape[0] * len(scored) * B.shape[2]))
     return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge)
                       for k in range(0, len(A), rows)])
 
 
 def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float) -> Tensor:
-    ones = A.new_ones(A.shape[0], A.shape[1], 1)
-    A1 = torch.cat([A, ones], dim=-1)  # [n, T, d + 1]
+    A1 = torch.cat([A, A.new_ones(A.shape[0], A.shape[1], 1)], dim=-1)  # [n, T, d + 1]
     Af = A1[:, fit]
-    gram = Af.transpose(1, 2) @ Af  # [n, d + 1, d + 1]
-    gram = gram + ridge * len(Af[0]) * torch.eye(gram.shape[-1])
+    gram = Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(A1.shape[-1])
     W = torch.linalg.solve(gram.unsqueeze(1), torch.einsum("ntk,mtd->nmkd", Af, B[:, fit]))
     pred = torch.einsum("ntk,nmkd->nmtd", A1[:, scored], W)  # [n, m, S, d]
     target = B[:, scored]  # [m, S, d]
-    mu, sd = target.mean(1, keepdim=True), target.std(1, keepdim=True).clamp_min(1e-6)
-    pred, target = (pred - mu) / sd, (target - mu) / sd
-    dist = torch.cdist(pred, target.unsqueeze(0).expand_as(pred))  # [n, m, S, S]
-    own = torch.diagonal(dist, dim1=2, dim2=3).unsqueeze(-1)
-    S = len(scored)
-    better = (dist < own).sum(-1).to(A.dtype)
-    tied = (dist == own).sum(-1).to(A.dtype) - 1
-    return (1 - better / (S - 1) - tied / (2 * (S - 1))).mean(-1)
+    mu, sd = target.mean(1, keepdim=True), target.std(1, keepdim=True, correction=0)
+    pred, target = (pred - mu) / sd.clamp_min(1e-6), (target - mu) / sd.clamp_min(1e-6)
+    out = A.new_full(pred.shape[:2], 0.5)
+    useful = ((pred - target) ** 2).mean((2, 3)) < ((target**2).mean((1, 2)))  # R² > 0
+    i, j = torch.nonzero(useful, as_tuple=True)
+    if len(i):
+        dist = torch.cdist(pred[i, j], target[j])  # [pairs, S, S]
+        own = torch.diagonal(dist, dim1=1, dim2=2).unsqueeze(-1)
+        S = len(scored)
+        better = (dist < own).sum(-1).to(A.dtype)
+        tied = (dist == own).sum(-1).to(A.dtype) - 1
+        out[i, j] = (1 - better / (S - 1) - tied / (2 * (S - 1))).mean(-1)
+    return out
 
 
 def rank_score(E: Tensor, groups: Sequence[Sequence[int]], max_pairs: int | None = None,
