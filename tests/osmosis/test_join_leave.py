@@ -6,6 +6,8 @@ embeds it through a rotation (the same information, unaligned), agent 3 embeds n
 agent 4 a latent process of its own (a loner)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -177,3 +179,14 @@ def test_the_sub_contexts_plot_marks_membership_changes(tmp_path) -> None:
     marked = subcontext_membership(tmp_path / "marked.png", epochs, groups, ids, changes)
     a, b = (np.asarray(Image.open(p).convert("L"), dtype=float) for p in (plain, marked))
     assert a.shape == b.shape and (a != b).sum() > 100
+
+
+def test_probations_and_changes_survive_a_checkpoint() -> None:
+    d = _diffuser()
+    d.cluster(2, E)
+    tensors, rest = d.state()
+    again = _diffuser()
+    again.load_state(tensors, json.loads(json.dumps(rest)))  # the checkpoint's JSON round trip
+    assert again.trial == d.trial == {2: [0, 1]}
+    assert again.history[0].changes == d.history[0].changes
+    assert torch.equal(again.contexts(E), d.contexts(E))
