@@ -104,8 +104,9 @@ def subcontext_membership(path: str | Path, epochs: Sequence[int],
         at = [(c["epoch"], row[c["agent"]]) for c in changes if c["change"] == kind]
         if at:
             x, y = zip(*at)
-            ax.scatter(x, y, marker=marker, s=36, facecolors="none" if marker == "o" else "black",
-                       edgecolors="black", linewidths=1.2, zorder=3)
+            paint = ({"facecolors": "none", "edgecolors": "black"} if marker == "o"
+                     else {"color": "black"})
+            ax.scatter(x, y, marker=marker, s=36, linewidths=1.2, zorder=3, **paint)
             marks.append(Line2D([], [], linestyle="", marker=marker, color="black",
                                 markerfacecolor="none" if marker == "o" else "black", label=label))
     legend = [Patch(color=UNCLUSTERED_COLOUR, label="no sub-context")] + [
