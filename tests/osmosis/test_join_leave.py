@@ -190,3 +190,9 @@ def test_probations_and_changes_survive_a_checkpoint() -> None:
     assert again.trial == d.trial == {2: [0, 1]}
     assert again.history[0].changes == d.history[0].changes
     assert torch.equal(again.contexts(E), d.contexts(E))
+
+
+def test_too_few_steps_for_a_map_means_no_probation() -> None:
+    d = _diffuser()
+    record = d.cluster(2, E[:, :20])  # 20 < 4·(5 + 2)
+    assert d.trial == {} and all(c["change"] != "probation" for c in record.changes)

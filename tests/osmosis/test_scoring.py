@@ -80,3 +80,13 @@ def test_score_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least two agents" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_scenario_options_belong_to_scenarios(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    assert main(["osml", "generate", "complex", "--noise", "3", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--noise is for `generate scenario`, not complex" in err[0]
+    assert main(["osml", "generate", "scenario", "--out", str(tmp_path / "s")]) == 0
+    truth = json.loads((tmp_path / "s" / "truth.json").read_text())
+    assert truth["spec"] == {"groups": [3, 2], "loners": 1, "noise": 2}

@@ -27,6 +27,8 @@ from osmotic.osmosis.metrics import against_truth
 from osmotic.report.rundir import write_json
 from osmotic.settings import one_line
 
+SCENARIO = {"groups": [3, 2], "loners": 1, "noise": 2}
+"""`generate scenario` without options: the issue's 7-agent example."""
 REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_address",
                      "restart_failed", "checkpoint_every", "eval_every", "threads")
 
@@ -61,12 +63,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--out", type=Path, required=True, help="folder for train_data.csv and "
                      "test_data.csv (name it <context>-context to use its parent as --data)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--groups", type=_sizes, default=[3, 2], help="scenario: sizes of the "
-                     "groups of agents that share a latent process, e.g. 3,2 (default: 3,2)")
-    gen.add_argument("--loners", type=int, default=1, help="scenario: agents with a latent "
-                     "process of their own (default: 1)")
-    gen.add_argument("--noise", type=int, default=2, help="scenario: agents that see only "
-                     "noise (default: 2)")
+    gen.add_argument("--groups", type=_sizes, help="scenario: sizes of the groups of agents "
+                     "that share a latent process, e.g. 3,2 (default: 3,2)")
+    gen.add_argument("--loners", type=int, help="scenario: agents with a latent process of "
+                     "their own (default: 1)")
+    gen.add_argument("--noise", type=int, help="scenario: agents that see only noise "
+                     "(default: 2)")
     gen.set_defaults(func=_generate)
 
     score = sub.add_parser("score", help="compare a finished run's sub-contexts with a "
@@ -166,12 +168,17 @@ def _run_source(args: argparse.Namespace, data: dict[str, Any] | None) -> ex.Sou
 
 def _generate(args: argparse.Namespace) -> int:
     truth = None
+    layout = {"groups": args.groups, "loners": args.loners, "noise": args.noise}
     if args.context == "scenario":
+        given = {k: v for k, v in layout.items() if v is not None}
         try:
-            train, test, truth = generate_scenario(args.groups, args.loners, args.noise, args.seed)
+            train, test, truth = generate_scenario(**{**SCENARIO, **given}, seed=args.seed)
         except ValueError as e:
             raise CliError(str(e)) from None
     else:
+        named = [f"--{k}" for k, v in layout.items() if v is not None]
+        if named:
+            raise CliError(f"{named[0]} is for `generate scenario`, not {args.context}")
         train, test = generate_context(args.context, args.seed)
     paths = {name: args.out / name for name in ("train_data.csv", "test_data.csv", "truth.json")}
     for path in paths.values():

@@ -117,6 +117,9 @@ class Diffuser:
         * a sub-context to a larger one (a group that formed as two halves), one merge each;
         * agents in no sub-context that are left, among themselves: average linkage at
           join_score gives tentative sub-contexts, whose members align to their common context.
+
+        With fewer than 4·(d + 2) steps there are too few to fit a map and score it on other
+        steps: nobody is put on probation.
         """
         events: list[dict[str, Any]] = []
 
@@ -126,6 +129,8 @@ class Diffuser:
                 events.append({"agent": i, "change": "probation", "subcontext": target,
                                "score": round(score, 4)})
 
+        if E.shape[1] < 4 * (E.shape[2] + 2):  # too few steps to fit a map on half of them
+            return events
         block = min(JOIN_BLOCK, E.shape[1] // 4)  # short series: at least two blocks of each
         loose = [i for i in range(self.n) if i not in self.clustered]
         contexts = torch.stack([self.strategy.aggregate(E[g]) for g in self.groups]) if self.groups else None
