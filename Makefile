@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ray.py
 	$(PY) benchmarks/bench_ray_holonic.py
 	$(PY) benchmarks/osml_reproduce.py
+	$(PY) benchmarks/osml_scenarios.py
+	$(PY) benchmarks/own_data.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
