@@ -6,10 +6,13 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 from torch import Tensor
+from torch.func import functional_call, vmap
 
+from osmotic.osmosis.agent import OsmoticAgent
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.shard import OsmoticShard
 from osmotic.osmosis.trainer import make_engine
+from osmotic.runtime.population import Population
 
 IDS = ["0", "M0"]
 
@@ -63,3 +66,22 @@ def test_engine_keeps_agent_order_across_shards(
     for i, aid in enumerate(order):
         alone = OsmoticShard([aid], [train[aid]], [test[aid]], config)
         assert torch.allclose(E[i], alone.embed("test", 0, 10)[0][0], atol=1e-6)
+
+
+@pytest.mark.parametrize("preserve", ["infonce", "reconstruction", "reference"])
+def test_batched_forward_equals_vmap_over_the_module(preserve: str) -> None:
+    """The agent's `batched_forward` (the Population's fast path) computes what vmap over its
+    plain forward computes: embeddings, preservation losses and every parameter's gradient."""
+    pop = Population(lambda: OsmoticAgent(2, 6, 8, 3, preserve), ["a", "b", "c"], seed=0)
+    g = torch.Generator().manual_seed(0)
+    x, noise = torch.randn(3, 9, 6, 2, generator=g), torch.randn(3, 9, 3, generator=g)
+
+    def grads(out: tuple[Tensor, Tensor]) -> list[Tensor]:
+        e, p = out
+        return torch.autograd.grad((e.sin().sum((1, 2)) + p).sum(), list(pop.params.values()))
+
+    fast = pop(x, noise)
+    slow = vmap(lambda p, b, *a: functional_call(pop.template, (p, b), a))(
+        pop.params, pop.buffers, x, noise)
+    for f, s in zip((*fast, *grads(fast)), (*slow, *grads(slow))):
+        torch.testing.assert_close(f, s, atol=1e-5, rtol=1e-5)

@@ -1,15 +1,123 @@
-"""A GRU encoder written with plain tensor operations.
+"""A GRU encoder whose whole recurrence is one autograd node, batched over agents.
 
-`torch.nn.GRU` calls a fused kernel that `vmap` cannot batch over agents; this module computes
-the same recurrence (PyTorch's gate equations and initialisation) with matrix products, which
-vmap turns into batched matrix products over the agent axis.
+`torch.nn.GRU` calls a fused kernel that `vmap` cannot batch over agents. Written as plain tensor
+operations (PyTorch's gate equations), the recurrence costs ~15 small operations per time step
+forward and ~25 in autograd's backward, each paying vmap's and autograd's dispatch: with a
+handful of agents and 50-window batches that dispatch, not arithmetic, was the time of an OSM-L
+run. `gru_sequence` instead runs the recurrence over an explicit agent axis (one `baddbmm` per
+step for the three recurrent gates, the input projections of all steps in one `baddbmm` before
+the loop) with a hand-written backward (one `baddbmm` per step, the weight gradients of all
+steps in two `bmm`s after it), into preallocated buffers. Its `vmap` rule folds the vmapped axis
+into that agent axis, so a `Population` (vmap over agents) runs every agent's GRU as one batched
+call, and the module alone (no vmap) is the same code with one agent.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+
+def _forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+             ) -> tuple[Tensor, ...]:
+    """Final hidden states [A, B, H] of windows x [A, B, T, k]; plus what the backward needs:
+    the time-major inputs [A, T·B, k], every hidden state [A, T + 1, B, H], the gates r|z and n
+    [A, T, B, ·] and the recurrent gate terms [A, T, B, 3H] (stored time-major). Per-step tensors are views taken
+    before the loop (`unbind`), so the loop body is six kernels and no indexing."""
+    A, B, T, k = x.shape
+    H = w_hh.shape[-1]
+    xt = x.transpose(1, 2).reshape(A, T * B, k)  # time-major: one step is a contiguous block
+    gi = torch.baddbmm(b_ih.unsqueeze(1), xt, w_ih.transpose(1, 2)).view(A, T, B, 3 * H)
+    hs = x.new_zeros(A, T + 1, B, H)
+    rz = x.new_empty(A, T, B, 2 * H)
+    n = x.new_empty(A, T, B, H)
+    gh = x.new_empty(T, A, B, 3 * H)  # contiguous per step: baddbmm writes it in place
+    w_hhT, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+    steps = zip(gi[..., : 2 * H].unbind(1), gi[..., 2 * H :].unbind(1), gh.unbind(0),
+                gh[..., : 2 * H].unbind(0), gh[..., 2 * H :].unbind(0), rz.unbind(1),
+                rz[..., :H].unbind(1), rz[..., H:].unbind(1), n.unbind(1), hs.unbind(1),
+                hs[:, 1:].unbind(1))
+    for gi_rz, gi_n, gh_t, gh_rz, gh_n, rz_t, r, z, n_t, h, h_next in steps:
+        torch.baddbmm(b_hh, h, w_hhT, out=gh_t)  # all three recurrent gates in one call
+        torch.add(gi_rz, gh_rz, out=rz_t).sigmoid_()
+        torch.addcmul(gi_n, r, gh_n, out=n_t).tanh_()
+        torch.lerp(n_t, h, z, out=h_next)  # (1 − z)·n + z·h
+    return hs[:, T], xt, hs, rz, n, gh.transpose(0, 1)
+
+
+def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...],
+              x_shape: torch.Size, need_x: bool) -> tuple[Tensor | None, ...]:
+    """Gradients for (x, w_ih, w_hh, b_ih, b_hh) given dL/d(final hidden state). The factors
+    that do not depend on the incoming gradient are computed for all steps at once, so each
+    step is four products and one `baddbmm`."""
+    xt, hs, rz, n, gh = saved
+    A, T, B, H = n.shape
+    r, z = rz[..., :H], rz[..., H:]
+    h_prev = hs[:, :T]
+    c_n = (1 - z) * (1 - n * n)  # dL/d(n pre-activation) = dh · c_n
+    c_z = (h_prev - n) * z * (1 - z)  # dL/d(z pre-activation) = dh · c_z
+    c_r = gh[..., 2 * H :] * r * (1 - r)  # dL/d(r pre-act.) = dL/d(n pre) · c_r
+    dgh = grad.new_empty(A, T, B, 3 * H)  # recurrent pre-activation gradients
+    dgi_n = grad.new_empty(A, T, B, H)  # input n-gate gradients (r|z equal the recurrent ones)
+    steps = zip(c_n.unbind(1), c_z.unbind(1), c_r.unbind(1), r.unbind(1), z.unbind(1),
+                dgh.unbind(1), dgh[..., :H].unbind(1), dgh[..., H : 2 * H].unbind(1),
+                dgh[..., 2 * H :].unbind(1), dgi_n.unbind(1))
+    dh = grad
+    for cn, cz, cr, r_t, z_t, dgh_t, dr, dz, dghn, dan in reversed(list(steps)):
+        torch.mul(dh, cn, out=dan)
+        torch.mul(dh, cz, out=dz)
+        torch.mul(dan, cr, out=dr)
+        torch.mul(dan, r_t, out=dghn)
+        dh = torch.baddbmm(dh * z_t, dgh_t, w_hh)
+    dgh_all = dgh.view(A, T * B, 3 * H)
+    dgi_all = torch.cat([dgh[..., : 2 * H], dgi_n], dim=-1).view(A, T * B, 3 * H)
+    dx = None
+    if need_x:
+        dx = torch.bmm(dgi_all, w_ih).view(A, T, B, -1).transpose(1, 2).reshape(x_shape)
+    return (dx, torch.bmm(dgi_all.transpose(1, 2), xt),
+            torch.bmm(dgh_all.transpose(1, 2), h_prev.reshape(A, T * B, H)),
+            dgi_all.sum(1), dgh_all.sum(1))
+
+
+class GRUSequence(torch.autograd.Function):
+    """Final hidden state [A, B, H] of a GRU over windows x [A, B, T, k], agent a with its own
+    weights w_ih [A, 3H, k], w_hh [A, 3H, H], b_ih [A, 3H], b_hh [A, 3H] (PyTorch's layout)."""
+
+    @staticmethod
+    def forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Any:
+        return _forward(x, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Any) -> None:
+        x, w_ih, w_hh, _, _ = inputs
+        ctx.save_for_backward(w_ih, w_hh, *output[1:])
+        ctx.x_shape = x.shape
+        ctx.mark_non_differentiable(*output[1:])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        w_ih, w_hh, *saved = ctx.saved_tensors
+        return _backward(grad.contiguous(), w_ih, w_hh, tuple(saved), ctx.x_shape,
+                         ctx.needs_input_grad[0])
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], *args: Tensor) -> Any:
+        """Under vmap (a Population), the vmapped axis joins the agent axis: one batched call."""
+        V = info.batch_size
+        flat = []
+        for a, d in zip(args, in_dims):
+            a = a.unsqueeze(0).expand(V, *a.shape) if d is None else a.movedim(d, 0)
+            flat.append(a.reshape(V * a.shape[1], *a.shape[2:]))
+        out = GRUSequence.apply(*flat)
+        return tuple(o.view(V, -1, *o.shape[1:]) for o in out), (0,) * len(out)
+
+
+def gru_sequence(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    """`GRUSequence` for agents on a leading axis; returns the final hidden states [A, B, H]."""
+    return GRUSequence.apply(x, w_ih, w_hh, b_ih, b_hh)[0]
 
 
 class GRUEncoder(nn.Module):
@@ -27,14 +135,5 @@ class GRUEncoder(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        gi = x @ self.weight_ih.T + self.bias_ih  # [batch, w, 3h], all steps at once
-        h = x.new_zeros(x.shape[0], self.hidden)
-        for t in range(x.shape[1]):
-            gh = h @ self.weight_hh.T + self.bias_hh
-            ir, iz, in_ = gi[:, t].chunk(3, dim=-1)
-            hr, hz, hn = gh.chunk(3, dim=-1)
-            r = torch.sigmoid(ir + hr)
-            z = torch.sigmoid(iz + hz)
-            n = torch.tanh(in_ + r * hn)
-            h = (1 - z) * n + z * h
-        return h
+        one = (x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return gru_sequence(*(t.unsqueeze(0) for t in one))[0]

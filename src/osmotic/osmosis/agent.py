@@ -16,6 +16,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from osmotic.models import make_model, with_arguments
+from osmotic.models.batched import batched_call, linear, sub
+
+Params = dict[str, Tensor]
+
+
+def _mlp(p: Params, x: Tensor, first: int = 0) -> Tensor:
+    """`Sequential(Linear, Tanh, Linear)` per agent, its Linears at positions `first`, `first` + 2."""
+    a, b = first, first + 2
+    return linear(torch.tanh(linear(x, p[f"{a}.weight"], p[f"{a}.bias"])),
+                  p[f"{b}.weight"], p[f"{b}.bias"])
+
+
+def _per_agent_ce(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean cross-entropy per agent of logits [A, B, C] against targets [B] (or [A, B])."""
+    ce = F.cross_entropy(logits.flatten(0, 1), target.expand(logits.shape[:2]).flatten(),
+                         reduction="none")
+    return ce.view(logits.shape[:2]).mean(1)
+
 
 
 class InfoNCE(nn.Module):
@@ -34,6 +52,14 @@ class InfoNCE(nn.Module):
         logits = F.normalize(e, dim=-1) @ F.normalize(self.critic(x), dim=-1).T / self.temperature
         return F.cross_entropy(logits, torch.arange(len(e)))
 
+    def batched(self, p: Params, b: Params, x: Tensor, e: Tensor, agent: OsmoticAgent,
+                noise: Tensor) -> Tensor:
+        """`forward` for agents on a leading axis (x [A, B, w, k], e [A, B, d]) -> [A];
+        `p`, `b`: the whole agent's stacked parameters and buffers."""
+        critic = F.normalize(_mlp(sub(p, "preserve.critic."), x.flatten(2), first=1), dim=-1)
+        logits = torch.bmm(F.normalize(e, dim=-1), critic.transpose(1, 2)) / self.temperature
+        return _per_agent_ce(logits, torch.arange(e.shape[1]))
+
 
 class Reconstruction(nn.Module):
     """Autoencoder variant: a private decoder rebuilds the window from the embedding (MSE)."""
@@ -47,6 +73,12 @@ class Reconstruction(nn.Module):
 
     def forward(self, x: Tensor, e: Tensor, agent: OsmoticAgent, noise: Tensor) -> Tensor:
         return F.mse_loss(self.decoder(e), x.flatten(1))
+
+    def batched(self, p: Params, b: Params, x: Tensor, e: Tensor, agent: OsmoticAgent,
+                noise: Tensor) -> Tensor:
+        """`forward` for agents on a leading axis (x [A, B, w, k], e [A, B, d]) -> [A];
+        `p`, `b`: the whole agent's stacked parameters and buffers."""
+        return ((_mlp(sub(p, "preserve.decoder."), e) - x.flatten(2)) ** 2).mean((1, 2))
 
 
 class Reference(nn.Module):
@@ -65,6 +97,15 @@ class Reference(nn.Module):
         logits = torch.stack([F.cosine_similarity(e, again, dim=-1),
                               F.cosine_similarity(e, noise, dim=-1)], dim=-1) / self.temperature
         return F.cross_entropy(logits, torch.zeros(len(e), dtype=torch.long))
+
+    def batched(self, p: Params, b: Params, x: Tensor, e: Tensor, agent: OsmoticAgent,
+                noise: Tensor) -> Tensor:
+        """`forward` for agents on a leading axis (x [A, B, w, k], e [A, B, d]) -> [A];
+        `p`, `b`: the whole agent's stacked parameters and buffers."""
+        again = agent.batched_embed(p, b, x)
+        logits = torch.stack([F.cosine_similarity(e, again, dim=-1),
+                              F.cosine_similarity(e, noise, dim=-1)], dim=-1) / self.temperature
+        return _per_agent_ce(logits, torch.zeros(e.shape[1], dtype=torch.long))
 
 
 PRESERVE: dict[str, type[nn.Module]] = {
@@ -106,3 +147,16 @@ class OsmoticAgent(nn.Module):
     def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         e = self.embed(x)
         return e, self.preserve(x, e, self, noise)
+
+    # -- the same for a Population's stacked parameters (agents on a leading axis) ------------
+    def batched_embed(self, p: Params, b: Params, x: Tensor) -> Tensor:
+        """`embed` per agent: x [A, B, w, k] -> [A, B, d] with parameters p[name] [A, ...]."""
+        h = batched_call(self.encoder, sub(p, "encoder."), sub(b, "encoder."), x)
+        e = linear(h, p["project.weight"], p["project.bias"])
+        return F.normalize(e, dim=-1) * e.shape[-1] ** 0.5 if self.sphere else e
+
+    def batched_forward(self, params: Params, buffers: Params, x: Tensor,
+                        noise: Tensor) -> tuple[Tensor, Tensor]:
+        """`forward` for all agents at once, without vmap's per-operation dispatch."""
+        e = self.batched_embed(params, buffers, x)
+        return e, self.preserve.batched(params, buffers, x, e, self, noise)

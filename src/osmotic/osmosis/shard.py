@@ -48,7 +48,9 @@ class OsmoticShard:
                                  config.temperature, config.sphere, config.encoder,
                                  config.encoder_params),
             self.agent_ids, config.seed)
-        self.optimizer = torch.optim.Adam(self.pop.params.values(), lr=config.lr)
+        # foreach: one kernel per Adam operation for all tensors, bit-identical to the default
+        # per-tensor loop (fused=True is faster still but rounds differently).
+        self.optimizer = torch.optim.Adam(self.pop.params.values(), lr=config.lr, foreach=True)
         self._needs_noise = self.pop.template.preserve.needs_noise
         self._pending: tuple[Tensor, Tensor] | None = None
 

@@ -1,7 +1,10 @@
 """A population: agents of one architecture, parameters stacked along a leading agent axis.
 
-Every agent keeps its own weights; stacking them only lets one vectorised computation
-(`torch.func.vmap` over `functional_call`) evaluate all of them at once. Nothing here mixes
+Every agent keeps its own weights; stacking them only lets one vectorised computation evaluate
+all of them at once: the module's own `batched_forward(params, buffers, *args)` when it has one
+(written with `models.batched` layers over the agent axis), else `torch.func.vmap` over
+`functional_call`. The first is the fast path: vmap re-dispatches every small operation per call,
+which for small per-agent models costs more than the arithmetic. Nothing here mixes
 agents: gradients of the summed per-agent losses are exactly the per-agent gradients, and an
 element-wise optimizer (Adam, SGD) over the stacked tensors is exactly per-agent optimisation.
 
@@ -59,11 +62,15 @@ class Population:
         """Run the model's forward for every agent, or for the agents at positions `agents`
         only; each arg has a leading axis over those agents. A subset's parameters are gathered
         from the stack (gradients flow back into it, zero for the others), so agents with
-        nothing to do in a step cost nothing."""
+        nothing to do in a step cost nothing. The template's `batched_forward` (see the module
+        docstring) must return what the vmapped forward would: tests compare the two."""
         params, buffers = self.params, self.buffers
         if agents is not None:
             params = {k: v[agents] for k, v in params.items()}
             buffers = {k: v[agents] for k, v in buffers.items()}
+        batched = getattr(self.template, "batched_forward", None)
+        if batched is not None:
+            return batched(params, buffers, *args)
         return vmap(lambda p, b, *a: functional_call(self.template, (p, b), a))(
             params, buffers, *args)
 
