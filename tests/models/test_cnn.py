@@ -36,3 +36,29 @@ def test_population_matches_single_models() -> None:
 def test_invalid_dropout() -> None:
     with pytest.raises(ValueError, match="dropout must be in"):
         MnistCNN(dropout=1.0)
+
+
+def test_batched_forward_equals_each_model_alone_with_gradients() -> None:
+    """The grouped channels-last path a Population takes: outputs and gradients per agent."""
+    pop = Population(MnistCNN, ["a", "b", "c"], seed=0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 1, 28, 28, generator=g)
+    u = torch.rand(3, 4, MnistCNN.NOISE_WIDTH, generator=g)
+    y = torch.randint(0, 10, (3, 4), generator=g)
+    out = pop(x, u)
+    torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="sum").backward()
+    for i in range(3):
+        single = MnistCNN()
+        torch.nn.utils.vector_to_parameters(pop.flat()[i], single.parameters())
+        alone = single(x[i], u[i])
+        torch.nn.functional.cross_entropy(alone, y[i], reduction="sum").backward()
+        torch.testing.assert_close(out[i], alone, atol=1e-5, rtol=0)
+        for name, p in single.named_parameters():
+            torch.testing.assert_close(pop.params[name].grad[i], p.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_batched_forward_shares_unbatched_images() -> None:
+    """Evaluation: one image batch [B, 1, 28, 28] for all agents, no dropout."""
+    pop = Population(MnistCNN, ["a", "b"], seed=0)
+    x = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(pop(x), pop(x.expand(2, *x.shape)), atol=0, rtol=0)
