@@ -1,6 +1,7 @@
 """The default engine: every shard in this process, arrays passed by reference."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
@@ -9,13 +10,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+PARALLEL_GRAIN = 32_768
+"""torch's grain size (at::internal::GRAIN_SIZE): element-wise kernels over fewer elements never
+use a second thread, so a run whose per-step tensors are all smaller gains nothing from more."""
+
+
+def auto_threads(work: int | None = None) -> int:
+    """The `threads: 0` (auto) choice: every core this process may use when a step's largest
+    tensor (`work` elements; None: large) spans several grains and idle OpenMP threads sleep
+    (`OMP_WAIT_POLICY=PASSIVE`, which importing osmotic before torch sets); else one thread.
+    With spinning threads, a busy 2-core machine ran two threads 7-20x slower than one."""
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    if not passive or (work is not None and work < 4 * PARALLEL_GRAIN):
+        return 1
+    return len(os.sched_getaffinity(0))
+
 
 @contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Run with `n` intra-op threads, then restore. Per-agent operations are tiny, so extra
-    threads mostly synchronise; on a loaded 2-core machine two threads ran 20x slower than one."""
+def cpu_threads(n: int, work: int | None = None) -> Iterator[None]:
+    """Run with `n` intra-op threads (0: `auto_threads(work)`), then restore. Results do not
+    depend on the count (tests/runtime/test_threads.py)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or auto_threads(work))
     try:
         yield
     finally:

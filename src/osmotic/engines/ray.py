@@ -55,7 +55,7 @@ class Host:
     """What runs inside one actor: the object built for the actor's agents."""
 
     def __init__(self, build: Callable[[], Any], threads: int):
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or 1)  # 0 (auto): one each, as actors default to one per CPU
         self.obj = build()
 
     def call(self, method: str, *args: Any) -> Any:

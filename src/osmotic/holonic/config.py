@@ -58,8 +58,8 @@ class HolonicConfig(Settings):
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
     seed: int = 0
-    threads: int = Field(1, ge=1, description="CPU threads for tensor operations, per process "
-                         "(on a busy 2-core machine 2 threads trained 6x slower than 1)")
+    threads: int = Field(0, ge=0, description="CPU threads for tensor operations, per process; "
+                         "0: all cores (one per Ray actor)")
     engine: Literal["inprocess", "ray"] = "inprocess"
     actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
                                "most one per terminal)")

@@ -1,0 +1,60 @@
+"""The number of intra-op threads changes speed, never results; `auto` picks it on evidence."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from osmotic.engines.inprocess import PARALLEL_GRAIN, auto_threads, cpu_threads
+from osmotic.models.cnn import MnistCNN
+from osmotic.osmosis.agent import OsmoticAgent
+from osmotic.runtime.population import Population
+
+
+def _cnn_steps(threads: int) -> torch.Tensor:
+    """Three SGD steps of 4 CNN agents on 16 images each (dropout on); final parameters."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 16, 1, 28, 28, generator=g), torch.randint(0, 10, (4, 16), generator=g)
+    pop = Population(MnistCNN, list("abcd"), seed=0)
+    opt = torch.optim.SGD(pop.params.values(), lr=0.1)
+    with cpu_threads(threads):
+        for _ in range(3):
+            logits = pop(x, pop.rand(16, MnistCNN.NOISE_WIDTH))
+            opt.zero_grad()
+            F.cross_entropy(logits.flatten(0, 1), y.flatten()).backward()
+            opt.step()
+    return pop.flat()
+
+
+def _gru_steps(threads: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 50, 10, 2, generator=g)
+    pop = Population(lambda: OsmoticAgent(2), [str(i) for i in range(64)], seed=0)
+    opt = torch.optim.Adam(pop.params.values(), lr=0.01)
+    with cpu_threads(threads):
+        for _ in range(3):
+            e, p = pop(x, x.new_zeros(64, 1))
+            opt.zero_grad()
+            (e.square().mean((1, 2)) + p).sum().backward()
+            opt.step()
+    return pop.flat()
+
+
+@pytest.mark.parametrize("steps", [_cnn_steps, _gru_steps])
+def test_results_do_not_depend_on_the_thread_count(steps) -> None:
+    torch.testing.assert_close(steps(1), steps(2), atol=1e-6, rtol=1e-6)
+
+
+def test_auto_uses_one_thread_for_small_steps_and_restores(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert auto_threads(PARALLEL_GRAIN) == 1
+    cores = len(os.sched_getaffinity(0))
+    assert auto_threads(None) == auto_threads(100 * PARALLEL_GRAIN) == cores
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning threads: never more than one
+    assert auto_threads(None) == 1
+    before = torch.get_num_threads()
+    with cpu_threads(3):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
