@@ -161,24 +161,37 @@ class Evaluator:
 
     Identical rows are evaluated once: after a head sends its model down, all its members hold
     the same parameters, so a 2L round evaluates at most 2 distinct models (the terminals' and
-    the root's), not 11. Models run one after
-    another through one module: on CPU a vmapped (grouped) convolution measured slower than a
-    loop for inference, and inference draws no randomness, so nothing is lost.
+    the root's), not 11. The distinct models run together through the module's
+    `batched_forward` when it has one (the CNN's: one grouped convolution over all of them per
+    chunk of test images), else one after another. `chunk` bounds the images per pass, times
+    the number of models, so memory stays flat however many distinct models a round has.
     """
 
     def __init__(self, module: nn.Module, images: Tensor, labels: Tensor, chunk: int = 2000):
         self.module = module.eval()
         self.images, self.labels, self.chunk = images, labels, chunk
+        self.shapes = {name: p.shape for name, p in module.named_parameters()}
+
+    def _stacked(self, rows: Tensor) -> dict[str, Tensor]:
+        """Flat rows [M, P] as the module's parameters stacked on a model axis."""
+        sizes = [s.numel() for s in self.shapes.values()]
+        return {name: part.reshape(len(rows), *shape) for (name, shape), part
+                in zip(self.shapes.items(), rows.split(sizes, dim=1), strict=True)}
 
     @torch.inference_mode()
     def accuracy(self, flat: Tensor) -> Tensor:
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-        acc = torch.empty(len(unique), dtype=torch.float64)
-        for i, row in enumerate(unique):
-            vector_to_parameters(row, self.module.parameters())
-            correct = 0
-            for start in range(0, len(self.labels), self.chunk):
-                logits = self.module(self.images[start : start + self.chunk])
-                correct += int((logits.argmax(-1) == self.labels[start : start + self.chunk]).sum())
-            acc[i] = correct / len(self.labels)
-        return acc[inverse]
+        batched = getattr(self.module, "batched_forward", None)
+        correct = torch.zeros(len(unique), dtype=torch.long)
+        if batched is not None:
+            params, step = self._stacked(unique), max(1, self.chunk // len(unique))
+            for start in range(0, len(self.labels), step):
+                logits = batched(params, {}, self.images[start : start + step])
+                correct += (logits.argmax(-1) == self.labels[start : start + step]).sum(1)
+        else:
+            for i, row in enumerate(unique):
+                vector_to_parameters(row, self.module.parameters())
+                for start in range(0, len(self.labels), self.chunk):
+                    logits = self.module(self.images[start : start + self.chunk])
+                    correct[i] += (logits.argmax(-1) == self.labels[start : start + self.chunk]).sum()
+        return (correct.double() / len(self.labels))[inverse]
