@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import torch
-from bench_osml import AGENTS_PER_REPLICA, cpu_seconds, epoch_breakdown, machine, replicated, table
+from bench_osml import AGENTS_PER_REPLICA, cpu_seconds, epoch_breakdown, replicated, table
+from common import machine_line as machine
 from torch import Tensor
 
 from osmotic.engines.inprocess import InProcessEngine, cpu_threads

@@ -24,7 +24,7 @@ def _forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
              ) -> tuple[Tensor, ...]:
     """Final hidden states [A, B, H] of windows x [A, B, T, k]; plus what the backward needs:
     the time-major inputs [A, T·B, k], every hidden state [A, T + 1, B, H], the gates r|z and n
-    [A, T, B, ·] and the recurrent gate terms [A, T, B, 3H] (stored time-major). Per-step tensors are views taken
+    [A, T, B, ·] and the recurrent term of the n gate [A, T, B, H]. Per-step tensors are views taken
     before the loop (`unbind`), so the loop body is six kernels and no indexing."""
     A, B, T, k = x.shape
     H = w_hh.shape[-1]
@@ -44,7 +44,8 @@ def _forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
         torch.add(gi_rz, gh_rz, out=rz_t).sigmoid_()
         torch.addcmul(gi_n, r, gh_n, out=n_t).tanh_()
         torch.lerp(n_t, h, z, out=h_next)  # (1 − z)·n + z·h
-    return hs[:, T], xt, hs, rz, n, gh.transpose(0, 1)
+    # only the n-gate third of the recurrent terms is needed later: keep that, free the rest
+    return hs[:, T], xt, hs, rz, n, gh[..., 2 * H :].transpose(0, 1).contiguous()
 
 
 def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...],
@@ -52,13 +53,13 @@ def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...
     """Gradients for (x, w_ih, w_hh, b_ih, b_hh) given dL/d(final hidden state). The factors
     that do not depend on the incoming gradient are computed for all steps at once, so each
     step is four products and one `baddbmm`."""
-    xt, hs, rz, n, gh = saved
+    xt, hs, rz, n, ghn = saved
     A, T, B, H = n.shape
     r, z = rz[..., :H], rz[..., H:]
     h_prev = hs[:, :T]
     c_n = (1 - z) * (1 - n * n)  # dL/d(n pre-activation) = dh · c_n
     c_z = (h_prev - n) * z * (1 - z)  # dL/d(z pre-activation) = dh · c_z
-    c_r = gh[..., 2 * H :] * r * (1 - r)  # dL/d(r pre-act.) = dL/d(n pre) · c_r
+    c_r = ghn * r * (1 - r)  # dL/d(r pre-activation) = dL/d(n pre-activation) · c_r
     dgh = grad.new_empty(A, T, B, 3 * H)  # recurrent pre-activation gradients
     dgi_n = grad.new_empty(A, T, B, H)  # input n-gate gradients (r|z equal the recurrent ones)
     steps = zip(c_n.unbind(1), c_z.unbind(1), c_r.unbind(1), r.unbind(1), z.unbind(1),
@@ -71,14 +72,16 @@ def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...
         torch.mul(dan, cr, out=dr)
         torch.mul(dan, r_t, out=dghn)
         dh = torch.baddbmm(dh * z_t, dgh_t, w_hh)
+    # Input-side gradients: r|z parts are the recurrent ones (strided views, no copy), n apart.
     dgh_all = dgh.view(A, T * B, 3 * H)
-    dgi_all = torch.cat([dgh[..., : 2 * H], dgi_n], dim=-1).view(A, T * B, 3 * H)
+    parts = (dgh_all[..., : 2 * H], dgi_n.view(A, T * B, H))
     dx = None
     if need_x:
-        dx = torch.bmm(dgi_all, w_ih).view(A, T, B, -1).transpose(1, 2).reshape(x_shape)
-    return (dx, torch.bmm(dgi_all.transpose(1, 2), xt),
+        dx = sum(torch.bmm(p, w) for p, w in zip(parts, w_ih.split([2 * H, H], dim=1)))
+        dx = dx.view(A, T, B, -1).transpose(1, 2).reshape(x_shape)
+    return (dx, torch.cat([torch.bmm(p.transpose(1, 2), xt) for p in parts], dim=1),
             torch.bmm(dgh_all.transpose(1, 2), h_prev.reshape(A, T * B, H)),
-            dgi_all.sum(1), dgh_all.sum(1))
+            torch.cat([p.sum(1) for p in parts], dim=1), dgh_all.sum(1))
 
 
 class GRUSequence(torch.autograd.Function):
