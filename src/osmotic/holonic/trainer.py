@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import vector_to_parameters
 
+from osmotic.engines.inprocess import heap_kept
 from osmotic.runtime.population import Population, agent_seed
 
 
@@ -136,7 +137,8 @@ class Terminals:
         terminal's mean loss (NaN for one that did not train) and flat parameters [T, P]."""
         agents = None if active is None else \
             {i for i, a in enumerate(self.pop.agent_ids) if a in active}
-        with self.trainer.only(agents):
+        # heap kept: same-sized steps, no fresh mmap per large tensor (engines.inprocess)
+        with self.trainer.only(agents), heap_kept():
             loss = self.trainer.train(epochs)
         return loss.numpy(), self.pop.flat().numpy()
 
