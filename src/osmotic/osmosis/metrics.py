@@ -49,8 +49,8 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     T = E.shape[1]
     c = torch.einsum("td,jsd->jts", En[i], En[list(js)])  # [J, T, T]
     own = torch.diagonal(c, dim1=1, dim2=2).unsqueeze(-1)  # [J, T, 1]
-    better = (c > own).sum(-1).to(E.dtype)
-    tied = (c == own).sum(-1).to(E.dtype) - 1  # ties other than s = t itself
+    better = (c > own).to(E.dtype).sum(-1)
+    tied = (c == own).to(E.dtype).sum(-1) - 1  # ties other than s = t itself
     rank = 1 + better + tied / 2
     return (1 - (rank - 1) / max(T - 1, 1)).mean(-1)
 
@@ -58,7 +58,9 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
 def pairwise_ranks(E: Tensor, max_elements: int = 1 << 24) -> Tensor:
     """`rank_scores` of every ordered pair [agents, agents] (the diagonal is 1), computed for as
     many rows at a time as fit in `max_elements`: few large temporaries rather than one per
-    agent, which kept a Ray driver's heap growing with hundreds of agents."""
+    agent, which kept a Ray driver's heap growing with hundreds of agents. Counts are summed as
+    floats (exact for these small integers): torch's bool sum widens to int64 on a slow path,
+    twice the time at a thousand agents, where this dominates a clustering."""
     n, T = E.shape[0], E.shape[1]
     En = F.normalize(E, dim=-1)
     rows = max(1, max_elements // (n * T * T))
@@ -66,8 +68,8 @@ def pairwise_ranks(E: Tensor, max_elements: int = 1 << 24) -> Tensor:
     for k in range(0, n, rows):
         c = torch.einsum("itd,jsd->ijts", En[k : k + rows], En)  # [rows, n, T, T]
         own = torch.diagonal(c, dim1=2, dim2=3).unsqueeze(-1)
-        better = (c > own).sum(-1).to(E.dtype)
-        tied = (c == own).sum(-1).to(E.dtype) - 1
+        better = (c > own).to(E.dtype).sum(-1)
+        tied = (c == own).to(E.dtype).sum(-1) - 1
         out.append((1 - better / max(T - 1, 1) - tied / (2 * max(T - 1, 1))).mean(-1))
     return torch.cat(out)
 
