@@ -66,7 +66,8 @@ class MnistCNN(nn.Module):
         h = x.transpose(0, 1).flatten(1, 2).contiguous(memory_format=torch.channels_last)
         h = F.conv2d(h, params["conv1.weight"].flatten(0, 1), params["conv1.bias"].flatten(),
                      groups=A)
-        h = F.relu(F.max_pool2d(h, 2))
+        # With one agent the input has one channel, which torch reads as NCHW: make sure.
+        h = F.relu(F.max_pool2d(h.contiguous(memory_format=torch.channels_last), 2))
         h = F.conv2d(h, params["conv2.weight"].flatten(0, 1), params["conv2.bias"].flatten(),
                      groups=A)  # [B, A * C, 8, 8]
         if noise is not None:
