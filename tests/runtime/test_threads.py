@@ -47,11 +47,15 @@ def test_results_do_not_depend_on_the_thread_count(steps) -> None:
     torch.testing.assert_close(steps(1), steps(2), atol=1e-6, rtol=1e-6)
 
 
-def test_auto_uses_one_thread_for_small_steps_and_restores(monkeypatch) -> None:
+def test_auto_uses_idle_cores_for_large_steps_only(monkeypatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    assert auto_threads(PARALLEL_GRAIN) == 1
     cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))  # an idle machine
+    assert auto_threads(PARALLEL_GRAIN) == 1
     assert auto_threads(None) == auto_threads(100 * PARALLEL_GRAIN) == cores
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 5.0, 0.0, 0.0))  # a busy one
+    assert auto_threads(None) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning threads: never more than one
     assert auto_threads(None) == 1
     before = torch.get_num_threads()

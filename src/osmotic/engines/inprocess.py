@@ -17,14 +17,17 @@ use a second thread, so a run whose per-step tensors are all smaller gains nothi
 
 
 def auto_threads(work: int | None = None) -> int:
-    """The `threads: 0` (auto) choice: every core this process may use when a step's largest
+    """The `threads: 0` (auto) choice: the cores this process may use that other jobs leave idle
+    (its CPU affinity minus the 1-minute load average, at least one) when a step's largest
     tensor (`work` elements; None: large) spans several grains and idle OpenMP threads sleep
     (`OMP_WAIT_POLICY=PASSIVE`, which importing osmotic before torch sets); else one thread.
-    With spinning threads, a busy 2-core machine ran two threads 7-20x slower than one."""
+    With spinning threads, a busy 2-core machine ran two threads 7-20x slower than one; with
+    sleeping ones, no faster than one (each step waits for the slower thread's core)."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     if not passive or (work is not None and work < 4 * PARALLEL_GRAIN):
         return 1
-    return len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, cores - int(os.getloadavg()[0])))
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters

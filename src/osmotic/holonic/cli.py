@@ -43,7 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
     p.add_argument("--json", action="store_true", help="print summary.json as the last line")
-    p.add_argument("--threads", type=int, help="CPU threads per process (default 0: all cores)")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default 0: the idle cores)")
     p.add_argument("--engine", choices=["inprocess", "ray"], help="where terminals train "
                    "(default inprocess)")
     p.add_argument("--actors", type=int, help="Ray actors (default: one per CPU)")

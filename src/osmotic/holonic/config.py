@@ -59,7 +59,7 @@ class HolonicConfig(Settings):
                                   "(quick looks, tests); default: all of it")
     seed: int = 0
     threads: int = Field(0, ge=0, description="CPU threads for tensor operations, per process; "
-                         "0: all cores (one per Ray actor)")
+                         "0: the idle cores (one per Ray actor)")
     engine: Literal["inprocess", "ray"] = "inprocess"
     actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
                                "most one per terminal)")

@@ -70,8 +70,9 @@ class OsmlConfig(Settings):
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
     seed: int = 0
-    threads: int = Field(0, ge=0, description="CPU threads for tensor operations; 0: all cores "
-                         "when agents x batch x 3·hidden is large enough to split, else 1 (ours)")
+    threads: int = Field(0, ge=0, description="CPU threads for tensor operations; 0: the idle "
+                         "cores when agents x batch x 3·hidden is large enough to split, else 1 "
+                         "(ours)")
     engine: Literal["inprocess", "ray"] = "inprocess"
     actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
                                "most one per agent)")
