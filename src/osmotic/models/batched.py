@@ -8,9 +8,24 @@ every small operation of every layer. Each equals the `torch.nn` layer run agent
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+
+def batched_call(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                 *args: Tensor) -> Any:
+    """`module`'s forward for agents on a leading axis, agent a with `params[name][a]` and
+    `buffers[name][a]`: the module's own `batched_forward(params, buffers, *args)` when it has
+    one, else `vmap` over `functional_call` (any module works; the first skips vmap's
+    per-operation dispatch, which for small per-agent models costs more than the arithmetic)."""
+    batched = getattr(module, "batched_forward", None)
+    if batched is not None:
+        return batched(params, buffers, *args)
+    return vmap(lambda p, b, *a: functional_call(module, (p, b), a))(dict(params), dict(buffers),
+                                                                     *args)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -140,3 +140,9 @@ class GRUEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         one = (x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         return gru_sequence(*(t.unsqueeze(0) for t in one))[0]
+
+    def batched_forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor],
+                        x: Tensor) -> Tensor:
+        """`forward` for agents on a leading axis: x [A, B, w, k] -> [A, B, hidden]."""
+        return gru_sequence(x, params["weight_ih"], params["weight_hh"], params["bias_ih"],
+                            params["bias_hh"])

@@ -3,7 +3,7 @@
 Every agent keeps its own weights; stacking them only lets one vectorised computation evaluate
 all of them at once: the module's own `batched_forward(params, buffers, *args)` when it has one
 (written with `models.batched` layers over the agent axis), else `torch.func.vmap` over
-`functional_call`. The first is the fast path: vmap re-dispatches every small operation per call,
+`functional_call` (`models.batched.batched_call`). The first is the fast path: vmap re-dispatches every small operation per call,
 which for small per-agent models costs more than the arithmetic. Nothing here mixes
 agents: gradients of the summed per-agent losses are exactly the per-agent gradients, and an
 element-wise optimizer (Adam, SGD) over the stacked tensors is exactly per-agent optimisation.
@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
+
+from osmotic.models.batched import batched_call
 
 
 def agent_seed(seed: int, agent_id: str, stream: str = "init") -> int:
@@ -68,11 +70,7 @@ class Population:
         if agents is not None:
             params = {k: v[agents] for k, v in params.items()}
             buffers = {k: v[agents] for k, v in buffers.items()}
-        batched = getattr(self.template, "batched_forward", None)
-        if batched is not None:
-            return batched(params, buffers, *args)
-        return vmap(lambda p, b, *a: functional_call(self.template, (p, b), a))(
-            params, buffers, *args)
+        return batched_call(self.template, params, buffers, *args)
 
     def randn(self, *shape: int, stream: str | None = None) -> Tensor:
         """Standard-normal noise of `shape` for every agent, from each agent's own generator;
