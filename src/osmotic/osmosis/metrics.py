@@ -18,12 +18,15 @@ def sim(cos: Tensor, beta: float = 2.0) -> Tensor:
     return torch.sign(cos) * cos.abs() ** beta
 
 
-def pair_scores(E: Tensor, beta: float = 2.0, chunk: int = 64) -> Tensor:
+def pair_scores(E: Tensor, beta: float = 2.0, max_elements: int = 1 << 24) -> Tensor:
     """Mean over steps of |sim(e_i^(t), e_j^(t))|: [agents, agents], the diagonal is 1.
-    Computed `chunk` rows at a time, so memory stays O(chunk · agents · steps)."""
+    Computed for as many rows at a time as fit in `max_elements` (at least one), so each
+    temporary stays ~64 MiB however many agents and steps (64 rows at a time held 0.9 GiB per
+    temporary at 4,096 agents and 891 test steps)."""
     En = F.normalize(E, dim=-1)
-    return torch.cat([sim(torch.einsum("itd,jtd->ijt", En[k : k + chunk], En), beta).abs().mean(-1)
-                      for k in range(0, len(En), chunk)])
+    rows = max(1, max_elements // (En.shape[0] * En.shape[1]))
+    return torch.cat([sim(torch.einsum("itd,jtd->ijt", En[k : k + rows], En), beta).abs().mean(-1)
+                      for k in range(0, len(En), rows)])
 
 
 def _off_diagonal_mean(m: Tensor) -> float:
