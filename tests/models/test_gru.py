@@ -63,3 +63,14 @@ def test_gradcheck_in_double_precision() -> None:
     args = [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
             for s in ((2, 3, 4, 2), (2, 9, 2), (2, 9, 3), (2, 9), (2, 9))]
     assert torch.autograd.gradcheck(gru_sequence, args)
+
+
+def test_inference_path_equals_the_training_path() -> None:
+    """Without gradients nothing is stored for a backward; the numbers agree to the last bits
+    (contiguous and strided element-wise kernels may round differently)."""
+    params, _ = stack_module_state(_encoders())
+    x = torch.randn(A, B, T, K, generator=torch.Generator().manual_seed(4))
+    args = (x, params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"])
+    with torch.no_grad():
+        lean = gru_sequence(*args)
+    torch.testing.assert_close(lean, gru_sequence(*args), atol=1e-6, rtol=1e-6)

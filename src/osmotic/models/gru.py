@@ -20,32 +20,40 @@ import torch
 from torch import Tensor, nn
 
 
-def _forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
-             ) -> tuple[Tensor, ...]:
-    """Final hidden states [A, B, H] of windows x [A, B, T, k]; plus what the backward needs:
-    the time-major inputs [A, T·B, k], every hidden state [A, T + 1, B, H], the gates r|z and n
-    [A, T, B, ·] and the recurrent term of the n gate [A, T, B, H]. Per-step tensors are views taken
-    before the loop (`unbind`), so the loop body is six kernels and no indexing."""
+def _forward(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+             keep: bool = True) -> tuple[Tensor, ...]:
+    """Final hidden states [A, B, H] of windows x [A, B, T, k]; with `keep`, also what the
+    backward needs: the time-major inputs [A, T·B, k], every hidden state [A, T + 1, B, H], the
+    gates r|z and n and the recurrent term of the n gate [A, T, B, ·]. Per-step tensors are
+    views taken before the loop (`unbind`), so the loop body is a few kernels and no indexing.
+    Without `keep` (no gradient wanted) nothing is stored: at 4,096 agents that is 1 GB less."""
     A, B, T, k = x.shape
     H = w_hh.shape[-1]
     xt = x.transpose(1, 2).reshape(A, T * B, k)  # time-major: one step is a contiguous block
     gi = torch.baddbmm(b_ih.unsqueeze(1), xt, w_ih.transpose(1, 2)).view(A, T, B, 3 * H)
+    w_hhT, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+    gi_steps = zip(gi[..., : 2 * H].unbind(1), gi[..., 2 * H :].unbind(1))
+    if not keep:
+        h = x.new_zeros(A, B, H)
+        for gi_rz, gi_n in gi_steps:
+            gh = torch.baddbmm(b_hh, h, w_hhT)  # all three recurrent gates in one call
+            rz = torch.add(gi_rz, gh[..., : 2 * H]).sigmoid_()
+            n = torch.addcmul(gi_n, rz[..., :H], gh[..., 2 * H :]).tanh_()
+            h = torch.lerp(n, h, rz[..., H:])  # (1 − z)·n + z·h
+        return (h,)
     hs = x.new_zeros(A, T + 1, B, H)
     rz = x.new_empty(A, T, B, 2 * H)
     n = x.new_empty(A, T, B, H)
-    gh = x.new_empty(T, A, B, 3 * H)  # contiguous per step: baddbmm writes it in place
-    w_hhT, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
-    steps = zip(gi[..., : 2 * H].unbind(1), gi[..., 2 * H :].unbind(1), gh.unbind(0),
-                gh[..., : 2 * H].unbind(0), gh[..., 2 * H :].unbind(0), rz.unbind(1),
-                rz[..., :H].unbind(1), rz[..., H:].unbind(1), n.unbind(1), hs.unbind(1),
-                hs[:, 1:].unbind(1))
-    for gi_rz, gi_n, gh_t, gh_rz, gh_n, rz_t, r, z, n_t, h, h_next in steps:
-        torch.baddbmm(b_hh, h, w_hhT, out=gh_t)  # all three recurrent gates in one call
-        torch.add(gi_rz, gh_rz, out=rz_t).sigmoid_()
-        torch.addcmul(gi_n, r, gh_n, out=n_t).tanh_()
-        torch.lerp(n_t, h, z, out=h_next)  # (1 − z)·n + z·h
-    # only the n-gate third of the recurrent terms is needed later: keep that, free the rest
-    return hs[:, T], xt, hs, rz, n, gh[..., 2 * H :].transpose(0, 1).contiguous()
+    ghn = x.new_empty(A, T, B, H)  # the n gate's recurrent term: the backward needs it
+    steps = zip(gi_steps, ghn.unbind(1), rz.unbind(1), rz[..., :H].unbind(1),
+                rz[..., H:].unbind(1), n.unbind(1), hs.unbind(1), hs[:, 1:].unbind(1))
+    for (gi_rz, gi_n), ghn_t, rz_t, r, z, n_t, h, h_next in steps:
+        gh = torch.baddbmm(b_hh, h, w_hhT)
+        torch.add(gi_rz, gh[..., : 2 * H], out=rz_t).sigmoid_()
+        ghn_t.copy_(gh[..., 2 * H :])
+        torch.addcmul(gi_n, r, ghn_t, out=n_t).tanh_()
+        torch.lerp(n_t, h, z, out=h_next)
+    return hs[:, T], xt, hs, rz, n, ghn
 
 
 def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...],
@@ -119,8 +127,13 @@ class GRUSequence(torch.autograd.Function):
 
 
 def gru_sequence(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
-    """`GRUSequence` for agents on a leading axis; returns the final hidden states [A, B, H]."""
-    return GRUSequence.apply(x, w_ih, w_hh, b_ih, b_hh)[0]
+    """`GRUSequence` for agents on a leading axis; returns the final hidden states [A, B, H].
+    Where no gradient is wanted (evaluation), the same recurrence runs without storing
+    anything for a backward."""
+    args = (x, w_ih, w_hh, b_ih, b_hh)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+        return GRUSequence.apply(*args)[0]
+    return _forward(*args, keep=False)[0]
 
 
 class GRUEncoder(nn.Module):
