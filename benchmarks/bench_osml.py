@@ -306,6 +306,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: one seed, 8 and 64 "
                         "agents; prints the report without writing it")
+    parser.add_argument("--agents", type=int, nargs="+", default=[1024, 4096],
+                        help="scaling sizes (multiples of 4; default: 1024 4096)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # replicas, internal
     parser.add_argument("--epochs", type=int, default=SCALING_EPOCHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -315,7 +317,7 @@ def main() -> None:
     started, header = time.perf_counter(), machine_line()
     seeds = [0] if args.quick else [0, 1, 2]
     timings = [time_experiment(name, seeds) for name in ("complex", "simple", "robust")]
-    replicas = [2, 16] if args.quick else [256, 1024]
+    replicas = [2, 16] if args.quick else [n // AGENTS_PER_REPLICA for n in args.agents]
     baseline = run_worker(0, 0)["maxrss_mib"]
     scaling = [run_worker(r, SCALING_EPOCHS) for r in replicas]
     text = report(header, seeds, timings, scaling, baseline, time.perf_counter() - started)
