@@ -273,7 +273,7 @@ def report(header: str, seeds: list[int], timings: list[Timing], scaling: list[d
 
 {header}; load at end: {load}. Benchmark took {seconds:.0f} s.
 Command: `.venv/bin/python benchmarks/bench_osml.py`. Threads: the default (auto: one for
-these small experiments, all cores at scale).
+these small experiments; at scale the cores other jobs leave idle, see the threads column).
 
 ## The paper's experiments: seconds per training epoch
 
