@@ -24,12 +24,12 @@ import datetime as dt
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from common import per_op_us
 
 from osmotic.data.scenarios import generate_scenario, suite_spec
 from osmotic.osmosis.config import OsmlConfig
@@ -40,17 +40,6 @@ from osmotic.osmosis.trainer import train_osml
 RESULTS = Path(__file__).parent / "results"
 SUITE_SIZE, TUNING, HELD_BACK = 30, range(20), range(20, 30)
 EPOCHS = 30
-
-
-def per_op_us(repeats: int = 2000) -> float:
-    """Median µs of one small op: how fast this machine is right now."""
-    x = torch.randn(50, 20)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.tanh(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
 
 
 def baseline_seconds(overrides: dict[str, Any]) -> float:
