@@ -168,7 +168,7 @@ def test_without_join_score_nobody_goes_on_probation() -> None:
 def test_the_sub_contexts_plot_marks_membership_changes(tmp_path) -> None:
     from PIL import Image
 
-    from osmotic.report.plots import subcontext_membership
+    from osmotic.osmosis.plots import subcontext_membership
 
     ids, epochs = ["0", "1", "2"], [1, 2, 3, 4]
     groups = [[], [["0", "1"]], [["0", "1"]], [["0", "1", "2"]]]

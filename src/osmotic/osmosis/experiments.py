@@ -28,10 +28,10 @@ from safetensors.numpy import save_file
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import DataError, Series, load_pair, select
 from osmotic.models import check_batched
+from osmotic.osmosis import plots
 from osmotic.osmosis.agent import encoder_builder
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.trainer import OsmlResult, train_osml
-from osmotic.report import plots
 from osmotic.report.rundir import RunDir, write_json
 from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import Logger, as_loggers
