@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_holonic.py
 	$(PY) benchmarks/bench_ray.py
 	$(PY) benchmarks/bench_ray_holonic.py
+	$(PY) benchmarks/bench_dssl.py
 	$(PY) benchmarks/osml_reproduce.py
 	$(PY) benchmarks/osml_scenarios.py
 	$(PY) benchmarks/own_data.py

@@ -1,7 +1,8 @@
 """The `osmotic` command line: a thin layer that parses arguments and calls the modes.
 
-Each mode registers its own sub-commands (`osmotic osml ...`, `osmotic holonic ...`) through an
-`add_commands(subparsers)` function in its package, so this file stays short.
+Each mode registers its own sub-commands (`osmotic osml ...`, `osmotic holonic ...`,
+`osmotic dssl ...`) through an `add_commands(subparsers)` function in its package, so this
+file stays short.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_holonic = None
     if add_holonic is not None:
         add_holonic(sub)
+    from osmotic.dssl.cli import add_commands as add_dssl
+
+    add_dssl(sub)
     resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     resume.add_argument("run_dir", help="the run's directory (holds config.yaml)")
     resume.add_argument("--json", action="store_true", help="print summary.json as the last line")
@@ -67,9 +71,14 @@ def _resume(args: argparse.Namespace) -> int:
 
         summary = resume_holonic(args.run_dir)
         print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")
+    elif mode == "dssl":
+        from osmotic.dssl.run import resume as resume_dssl
+
+        summary = resume_dssl(args.run_dir)
+        print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")
     else:
-        raise CliError(f"{config}: resuming mode {mode!r} is not supported (osml and holonic "
-                       "runs only)")
+        raise CliError(f"{config}: resuming mode {mode!r} is not supported (osml, holonic and "
+                       "dssl runs only)")
     return 0
 
 

@@ -1,8 +1,10 @@
 """What every mode's settings share: strict pydantic models and one-line validation errors."""
 from __future__ import annotations
 
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, ClassVar, Self
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
@@ -10,12 +12,39 @@ class Settings(BaseModel):
     """A mode's settings: unknown keys are refused, copies are validated again."""
 
     model_config = ConfigDict(extra="forbid")
+    engine_fields: ClassVar[tuple[str, ...]] = ()
+    """Settings that decide where and how safely a run computes, not what it computes."""
 
     def with_overrides(self, **changes: Any) -> Self:
         """A validated copy with `changes` applied (None values are ignored)."""
         data = self.model_dump()
         data.update({k: v for k, v in changes.items() if v is not None})
         return type(self)(**data)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> Self:
+        """The settings a run recorded in its `config.yaml` (its other entries, such as the
+        data source, are descriptions, not settings)."""
+        saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+        return cls(**{k: v for k, v in saved.items() if k in cls.model_fields})
+
+    def same_experiment(self, other: Settings) -> bool:
+        """Whether `other` computes the same numbers (engine settings aside)."""
+        skip = set(self.engine_fields)
+        return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
+
+
+def read_mapping(path: Path, error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """A YAML file of settings as a dict, or one line (`error`) naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping of settings")
+    return data
 
 
 def one_line(e: ValidationError, where: str) -> str:

@@ -40,6 +40,33 @@ def p2p(n: int, edges: Iterable[tuple[Any, Any]]) -> Holarchy:
                                "edges": [_ids(e) for e in edges]}, "p2p")
 
 
+def regular_edges(n: int, degree: int, seed: int = 0) -> list[tuple[int, int]]:
+    """Edges of a connected random `degree`-regular graph on 0..n-1, the same for the same seed
+    (degree n-1: the complete graph; 2: a random ring)."""
+    import networkx as nx
+    import numpy as np
+
+    if not 1 <= degree < n:
+        raise ValueError(f"degree must be between 1 and clients - 1 = {n - 1}, got {degree}")
+    if n * degree % 2:
+        raise ValueError(f"no {degree}-regular graph on {n} clients exists (n·d = {n * degree} "
+                         f"is odd)")
+    rng = np.random.default_rng(seed)
+    if degree == 2:  # random 2-regular graphs are mostly several cycles: draw one ring
+        ring = rng.permutation(n).tolist()
+        return sorted(tuple(sorted((ring[i], ring[(i + 1) % n]))) for i in range(n))
+    for _ in range(1000):
+        g = nx.random_regular_graph(degree, n, seed=int(rng.integers(2**31)))
+        if nx.is_connected(g):
+            return sorted(tuple(sorted(e)) for e in g.edges)
+    raise ValueError(f"no connected {degree}-regular graph on {n} clients found in 1000 draws")
+
+
+def regular(n: int, degree: int, seed: int = 0) -> Holarchy:
+    """Decentralised learning: P2P over a seeded connected random `degree`-regular graph."""
+    return p2p(n, regular_edges(n, degree, seed))
+
+
 def _at_least_one(n: int) -> None:
     if n < 1:
         raise ValueError(f"a holarchy needs at least one terminal, got {n}")

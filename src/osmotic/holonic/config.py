@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec
 from osmotic.holonic.builders import structure
 from osmotic.holonic.holarchy import Holarchy, HolarchyError
 from osmotic.models import data_arguments, resolve_model
-from osmotic.settings import Settings, one_line
+from osmotic.settings import Settings, one_line, read_mapping
 
 ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
                  "checkpoint_every", "log")
@@ -24,6 +23,8 @@ ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
 
 class HolonicConfig(Settings):
     """Every setting of a holonic run."""
+
+    engine_fields = ENGINE_FIELDS
 
     structure: Literal["1P", "2L", "3L", "4L"] | None = Field(
         None, description="one of the paper's holarchies (exclusive with `holarchy`)")
@@ -116,14 +117,7 @@ class HolonicConfig(Settings):
     def from_yaml(cls, path: str | Path) -> HolonicConfig:
         """Read a run config; a relative `holarchy` file is taken relative to the config."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise FileNotFoundError(f"{path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise HolarchyError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise HolarchyError(f"{path}: expected a mapping of settings")
+        data = read_mapping(path, HolarchyError)
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
             data["holarchy"] = str(path.parent / data["holarchy"])
         for key in ("data", "test"):  # data files too, recorded absolute (for resume)
@@ -135,16 +129,3 @@ class HolonicConfig(Settings):
             return cls.model_validate(data)
         except ValidationError as e:
             raise HolarchyError(one_line(e, str(path))) from None
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path) -> HolonicConfig:
-        """The settings a run recorded in its `config.yaml` (its other entries, such as the
-        resolved holarchy and the data source, are descriptions, not settings)."""
-        path = Path(run_dir) / "config.yaml"
-        saved = yaml.safe_load(path.read_text()) or {}
-        return cls(**{k: v for k, v in saved.items() if k in cls.model_fields})
-
-    def same_experiment(self, other: HolonicConfig) -> bool:
-        """Whether `other` computes the same numbers (engine settings aside)."""
-        return self.model_dump(exclude=set(ENGINE_FIELDS)) == \
-            other.model_dump(exclude=set(ENGINE_FIELDS))

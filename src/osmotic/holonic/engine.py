@@ -20,9 +20,13 @@ from osmotic.holonic.trainer import Terminals
 
 
 def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool: Split,
-                   parts: Sequence[np.ndarray], *, model: Callable[[], nn.Module]) -> Any:
-    """`Terminals` of architecture `model` for all of `ids` in this process, or `RayTerminals`
-    over actors."""
+                   parts: Sequence[np.ndarray], *, model: Callable[[], nn.Module],
+                   host: type[Terminals] = Terminals, ray_host: type[RayTerminals] | None = None,
+                   **trainer: Any) -> Any:
+    """`host` (default `Terminals`) of architecture `model` for all of `ids` in this process, or
+    `ray_host` (default `RayTerminals`) over actors. `trainer` options go to each
+    `LocalTrainer` (objective, optimiser): how D-SSL reuses this with clients of its own.
+    `config` needs the engine fields, batch_size, lr and seed."""
     part_of = dict(zip(ids, parts, strict=True))
 
     def build(chunk: list[str], share: Callable[[Any], Any] = _same,
@@ -31,12 +35,13 @@ def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool
         rows = torch.from_numpy(np.concatenate([part_of[t] for t in chunk]))
         local = list(torch.arange(len(rows)).split([len(part_of[t]) for t in chunk]))
         arrays = share((init, pool.images[rows], pool.labels[rows]))
-        return lambda: Terminals(model, chunk, *fetch(arrays), local, config.batch_size,
-                                 config.lr, config.seed)
+        return lambda: host(model, chunk, *fetch(arrays), local, config.batch_size,
+                            config.lr, config.seed, **trainer)
 
     if config.engine == "ray":
-        return RayTerminals(list(ids), build, actors=config.actors, address=config.ray_address,
-                            threads=config.threads, restart=config.restart_failed)
+        return (ray_host or RayTerminals)(list(ids), build, actors=config.actors,
+                                          address=config.ray_address, threads=config.threads,
+                                          restart=config.restart_failed)
     return build(list(ids))()
 
 
@@ -67,9 +72,10 @@ class RayTerminals:
         self.pool = ActorPool(ids, lambda chunk: build(chunk, share, ray.get), address=address,
                               **pool)
 
-    def train(self, epochs: int, active: Collection[str] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        parts = self.pool.broadcast("train", epochs, None if active is None else set(active))
+    def train(self, epochs: int | None = None, active: Collection[str] | None = None,
+              steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.pool.broadcast("train", epochs, None if active is None else set(active),
+                                    steps)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def load_flat(self, flat: np.ndarray) -> None:

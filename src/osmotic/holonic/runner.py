@@ -32,7 +32,7 @@ from osmotic.models import check_batched, make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 from osmotic.report.tensorboard import live_loggers
-from osmotic.runtime.lifecycle import CHECKPOINT, Lifecycle, Logger, as_loggers
+from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers, resumable
 from osmotic.runtime.population import Population
 
 
@@ -117,11 +117,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
 
 def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    rd = Path(out)
-    if (rd / "summary.json").exists():
-        raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
-    if not (rd / CHECKPOINT).exists():
-        raise ValueError(f"{rd}: no {CHECKPOINT} to resume from")
+    rd = resumable(out)
     if (yaml.safe_load((rd / "config.yaml").read_text()) or {}).get("data_in_memory"):
         raise ValueError(f"{rd}: this run's data were given in memory; resume it from Python "
                          "with the same data: osmotic.holonic.runner.run(config, out, data, "

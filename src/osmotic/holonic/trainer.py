@@ -2,10 +2,11 @@
 
 All terminals of one architecture form a `Population` (parameters stacked on an agent axis) and
 train as one vmapped computation. Terminals with different data sizes take part in a step only
-while they have data left in the epoch (the others get a zero gradient, which plain SGD, without
-momentum or weight decay, turns into exactly no update); a terminal's last, partial batch is
-padded with rows of zero loss weight. One SGD optimizer over the stack is exactly per-terminal
-SGD.
+while they have data left in the epoch (the optimiser updates only the active ones,
+`runtime/optim.py`); a terminal's last, partial batch is padded with rows of zero loss weight.
+Counted in steps instead, every terminal takes the same number of full batches. The objective
+(`runtime/objectives.py`) and optimiser are pluggable: cross-entropy and SGD for HoAL,
+self-supervised losses and AdamW for D-SSL.
 
 Randomness is per terminal: batch order from a generator seeded by (seed, terminal, "shuffle"),
 dropout noise from the terminal's own population generator, one [batch_size, noise width] draw
@@ -16,25 +17,34 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.engines.inprocess import heap_kept
+from osmotic.runtime.objectives import CrossEntropy, Objective
+from osmotic.runtime.optim import make_optimizer
 from osmotic.runtime.population import Population, agent_seed
 
 
 class LocalTrainer:
-    """E epochs of mini-batch SGD for every terminal of `pop` on its own samples.
+    """Local training of every terminal of `pop` on its own samples: a pluggable objective
+    (default: cross-entropy) and optimiser (default: plain SGD, as in HoAL), local work counted
+    in epochs or in steps.
 
     `parts[i]` indexes the rows of `images` / `labels` that terminal `pop.agent_ids[i]` holds.
+    With `keep_optimizer_state=False` the optimiser forgets its state at every `train` call
+    (a fresh optimiser each round).
     """
 
     def __init__(self, pop: Population, images: Tensor, labels: Tensor, parts: Sequence[Tensor],
-                 batch_size: int = 32, lr: float = 0.01, seed: int = 0):
+                 batch_size: int = 32, lr: float = 0.01, seed: int = 0, *,
+                 objective: Objective | None = None, optimizer: str = "sgd",
+                 optimizer_params: dict[str, float] | None = None,
+                 keep_optimizer_state: bool = True):
         if batch_size < 1 or not lr > 0:
             raise ValueError(f"need batch_size >= 1 and lr > 0, got {batch_size} and {lr}")
         if len(parts) != len(pop):
@@ -46,10 +56,11 @@ class LocalTrainer:
         self.images, self.labels = images, labels
         self.parts = [torch.as_tensor(p, dtype=torch.long) for p in parts]
         self.batch_size = batch_size
-        self.noise_width = int(getattr(pop.template, "NOISE_WIDTH", 0))
+        self.objective = objective or CrossEntropy()
         self.shufflers = [torch.Generator().manual_seed(agent_seed(seed, a, "shuffle"))
                           for a in pop.agent_ids]
-        self.opt = torch.optim.SGD(list(pop.params.values()), lr=lr)
+        self.opt = make_optimizer(optimizer, pop, lr, **(optimizer_params or {}))
+        self.keep_optimizer_state = keep_optimizer_state
 
     def _epoch_plan(self) -> tuple[Tensor, Tensor]:
         """Sample indices [terminals, steps * batch] in each terminal's own order, and a mask of
@@ -59,33 +70,55 @@ class LocalTrainer:
         idx = torch.zeros(len(self.parts), steps * b, dtype=torch.long)
         real = torch.zeros(len(self.parts), steps * b, dtype=torch.bool)
         for i, (p, g) in enumerate(zip(self.parts, self.shufflers, strict=True)):
-            idx[i, : len(p)] = p[torch.randperm(len(p), generator=g)]
+            order = p[torch.randperm(len(p), generator=g)]
+            if len(p):  # padding repeats the terminal's own samples (zero loss weight): a
+                # batch statistic (SimSiam's normalisation) never sees another terminal's images
+                idx[i] = order.repeat(math.ceil(steps * b / len(p)))[: steps * b]
             real[i, : len(p)] = True
         return idx, real
 
-    def train(self, epochs: int) -> Tensor:
-        """Train every terminal `epochs` epochs; returns each one's mean per-sample loss."""
+    def _steps_plan(self, steps: int) -> tuple[Tensor, Tensor]:
+        """`steps` full batches for every terminal, whatever its size: its samples in its own
+        order, reshuffled each time they run out (a terminal with fewer samples than a batch
+        repeats them), so every terminal does the same local work."""
+        need = steps * self.batch_size
+        idx = torch.zeros(len(self.parts), need, dtype=torch.long)
+        real = torch.zeros(len(self.parts), need, dtype=torch.bool)
+        for i, (p, g) in enumerate(zip(self.parts, self.shufflers, strict=True)):
+            if len(p):  # none: sitting this round out (`only`)
+                laps = math.ceil(need / len(p))
+                idx[i] = torch.cat([p[torch.randperm(len(p), generator=g)]
+                                    for _ in range(laps)])[:need]
+                real[i] = True
+        return idx, real
+
+    def train(self, epochs: int | None = None, steps: int | None = None) -> Tensor:
+        """Train every terminal `epochs` epochs, or `steps` steps; returns each one's mean
+        per-sample loss."""
+        if (epochs is None) == (steps is None):
+            raise ValueError("give local work as exactly one of epochs and steps")
+        if not self.keep_optimizer_state:
+            self.opt.reset()
         total = torch.zeros(len(self.pop), dtype=torch.float64)
         count = torch.zeros(len(self.pop), dtype=torch.float64)
         b = self.batch_size
-        for _ in range(epochs):
-            idx, real = self._epoch_plan()
+        plans = (self._epoch_plan() for _ in range(epochs)) if epochs is not None \
+            else iter([self._steps_plan(steps)])
+        for idx, real in plans:
             for start in range(0, idx.shape[1], b):
                 active = torch.nonzero(real[:, start]).flatten()
+                if len(active) == 0:
+                    continue
                 rows = idx[active, start : start + b]
                 weight = real[active, start : start + b].to(torch.float32)
-                x, y = self.images[rows], self.labels[rows]
-                # Dropout noise: one draw per real step from each active terminal's generator.
-                noise = [self.pop.rand(b, self.noise_width, agents=active.tolist())] \
-                    if self.noise_width else []
-                logits = self.pop(x, *noise, agents=active)
-                ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-                ce = ce.view_as(weight) * weight
-                self.opt.zero_grad(set_to_none=True)
-                (ce.sum(1) / weight.sum(1)).sum().backward()
-                self.opt.step()
-                total[active] += ce.detach().sum(1).double()
-                count[active] += weight.sum(1).double()
+                loss = self.objective.loss(self.pop, self.images[rows], self.labels[rows],
+                                           weight, active)
+                self.opt.zero_grad()
+                loss.sum().backward()
+                self.opt.step(active)
+                n = weight.sum(1).double()
+                total[active] += loss.detach().double() * n
+                count[active] += n
         return total / count
 
     @contextmanager
@@ -103,17 +136,20 @@ class LocalTrainer:
 
     def state(self) -> dict[str, Tensor]:
         """Everything a terminal carries between rounds, keyed per terminal: parameters and
-        noise generators (`Population.agent_state`) plus batch-order generators. Plain SGD has
-        no state of its own."""
+        noise generators (`Population.agent_state`), batch-order generators, the optimiser's
+        state and the objective's."""
         shuffle = {f"{a}/rng/shuffle": g.get_state()
                    for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True)}
-        return {**self.pop.agent_state(), **shuffle}
+        return {**self.pop.agent_state(), **shuffle, **self.opt.state(),
+                **self.objective.state(self.pop.agent_ids)}
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         """Inverse of `state` for these terminals (`state` may hold more)."""
         self.pop.load_agent_state(state)
         for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True):
             g.set_state(state[f"{a}/rng/shuffle"])
+        self.opt.load_state(state)
+        self.objective.load_state(state, self.pop.agent_ids)
 
 
 class Terminals:
@@ -126,20 +162,21 @@ class Terminals:
 
     def __init__(self, build: Callable[[], nn.Module], ids: Sequence[str], init: Tensor,
                  images: Tensor, labels: Tensor, parts: Sequence[Tensor], batch_size: int,
-                 lr: float, seed: int):
+                 lr: float, seed: int, **trainer: Any):
         self.pop = Population(build, ids, seed)
         self.pop.load_flat(init.expand(len(ids), -1))  # every terminal starts from `init`
-        self.trainer = LocalTrainer(self.pop, images, labels, parts, batch_size, lr, seed)
+        self.trainer = LocalTrainer(self.pop, images, labels, parts, batch_size, lr, seed,
+                                    **trainer)
 
-    def train(self, epochs: int, active: Collection[str] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """`epochs` local epochs of the terminals in `active` (default: all of them); each
+    def train(self, epochs: int | None = None, active: Collection[str] | None = None,
+              steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Local epochs (or steps) of the terminals in `active` (default: all of them); each
         terminal's mean loss (NaN for one that did not train) and flat parameters [T, P]."""
         agents = None if active is None else \
             {i for i, a in enumerate(self.pop.agent_ids) if a in active}
         # heap kept: same-sized steps, no fresh mmap per large tensor (engines.inprocess)
         with self.trainer.only(agents), heap_kept():
-            loss = self.trainer.train(epochs)
+            loss = self.trainer.train(epochs, steps)
         return loss.numpy(), self.pop.flat().numpy()
 
     def load_flat(self, flat: np.ndarray) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from osmotic.models.cnn import MnistCNN
 from osmotic.models.gru import GRUEncoder
 from osmotic.models.mlp import MLP
+from osmotic.models.vit import SmallCNN, TinyViT
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"gru": GRUEncoder, "cnn": MnistCNN, "mlp": MLP}
 _NOT_THE_MODEL = (str(Path(torch.__file__).parent), __file__,
@@ -34,8 +35,20 @@ class ModelError(ValueError):
     """A model that cannot be found, built or batched: one line naming it."""
 
 
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"vit": TinyViT, "cnn": SmallCNN}
+"""Feature extractors for self-supervised pre-training (`feature_dim` attribute, forward →
+[batch, feature_dim]); `vit` also has `encode(x, keep)` over visible patches (MAE)."""
+
+
 def register_model(name: str, build: Callable[..., nn.Module]) -> None:
     MODELS[name] = build
+
+
+def register_backbone(name: str, build: Callable[..., nn.Module]) -> None:
+    """Make an encoder of your own available to D-SSL (`backbone: NAME`): a module with a
+    `feature_dim` attribute whose forward maps [batch, 1, 28, 28] to [batch, feature_dim]
+    (SimSiam); MAE and MAR also need `encode(x, keep)` over visible 7×7 patches."""
+    BACKBONES[name] = build
 
 
 def resolve_model(name: str) -> Callable[..., nn.Module]:

@@ -27,6 +27,16 @@ CHECKPOINT = "checkpoint.safetensors"
 Row = dict[str, Any]
 
 
+def resumable(out: str | Path) -> Path:
+    """`out` as a run directory that can be resumed, or one line saying why not."""
+    rd = Path(out)
+    if (rd / "summary.json").exists():
+        raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
+    if not (rd / CHECKPOINT).exists():
+        raise ValueError(f"{rd}: no {CHECKPOINT} to resume from")
+    return rd
+
+
 Logger = Callable[[Row], None]
 
 

@@ -60,13 +60,16 @@ class Population:
     def __len__(self) -> int:
         return len(self.agent_ids)
 
-    def __call__(self, *args: Tensor, agents: Tensor | None = None) -> object:
+    def __call__(self, *args: Tensor, agents: Tensor | None = None,
+                 params: dict[str, Tensor] | None = None) -> object:
         """Run the model's forward for every agent, or for the agents at positions `agents`
         only; each arg has a leading axis over those agents. A subset's parameters are gathered
         from the stack (gradients flow back into it, zero for the others), so agents with
         nothing to do in a step cost nothing. The template's `batched_forward` (see the module
-        docstring) must return what the vmapped forward would: tests compare the two."""
-        params, buffers = self.params, self.buffers
+        docstring) must return what the vmapped forward would: tests compare the two. `params`
+        (stacked like `self.params`) runs other weights through the same code: a reference
+        model each agent keeps, say."""
+        params, buffers = self.params if params is None else params, self.buffers
         if agents is not None:
             params = {k: v[agents] for k, v in params.items()}
             buffers = {k: v[agents] for k, v in buffers.items()}
