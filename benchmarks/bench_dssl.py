@@ -17,27 +17,16 @@ same process, minutes apart, and is the number to trust, not the absolute times.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "dssl.md"
 CLIENTS = 20
-
-
-def op_cost_us(n: int = 2000) -> float:
-    x = torch.randn(50, 20)
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        torch.tanh(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e6
 
 
 def seconds_per_round(method: str, batched: bool, steps: int, rounds: int) -> tuple[float, float]:
@@ -94,7 +83,7 @@ def main() -> None:
     steps = args.steps or (2 if args.quick else 5)
     rounds = args.rounds or (1 if args.quick else 2)
     torch.set_num_threads(1)
-    load0, op = os.getloadavg()[0], op_cost_us()
+    load0, machine = os.getloadavg()[0], machine_line()
     rows = []
     for method in ("mae", "simsiam"):
         b = seconds_per_round(method, True, steps, rounds)
@@ -103,11 +92,10 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     note = (f"{steps} local steps of batch 32 per round (AdamW, tiny ViT), FedAvg; one thread; "
             f"{rounds} timed round(s) after a warm-up. Load average {load0:.1f} → "
-            f"{load1:.1f} (2 cores); one small op {op:.1f} µs. Per-step costs scale linearly "
-            "with `local_steps`.")
+            f"{load1:.1f}. Per-step costs scale linearly with `local_steps`.")
     header = ("| method | batched s/round (CPU s) | one after another s/round (CPU s) | "
               "sequential / batched (CPU) | batched s per local step |")
-    lines = [f"# D-SSL: seconds per round, {CLIENTS} clients ({dt.date.today()})", "", note, "",
+    lines = [f"# D-SSL: seconds per round, {CLIENTS} clients", "", machine, "", note, "",
              header, "|---|---|---|---|---|"]
     for method, (bw, bc), (sw, sc) in rows:
         lines.append(f"| {method} | {bw:.2f} ({bc:.2f}) | {sw:.2f} ({sc:.2f}) | "
