@@ -6,18 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from osmotic.report.plots import save
 
 Lines = Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]]
 """Named lines: x values, means, standard deviations."""
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return Path(path)
 
 
 def plot_run(history: Sequence[dict[str, Any]], path: str | Path, title: str) -> Path:
@@ -31,7 +25,7 @@ def plot_run(history: Sequence[dict[str, Any]], path: str | Path, title: str) ->
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_lines(lines: Lines, path: str | Path, *, xlabel: str, ylabel: str, title: str,
@@ -50,7 +44,7 @@ def plot_lines(lines: Lines, path: str | Path, *, xlabel: str, ylabel: str, titl
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_scatter(points: Sequence[tuple[float, float, str]], path: str | Path, *, xlabel: str,
@@ -68,7 +62,7 @@ def plot_scatter(points: Sequence[tuple[float, float, str]], path: str | Path, *
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_drift(curves: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
@@ -82,12 +76,12 @@ def plot_drift(curves: Mapping[str, Sequence[float]], path: str | Path, title: s
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_embedding(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
     """2-D pictures (PCA of features) coloured by label, one panel per run."""
-    fig = Figure(figsize=(4.2 * len(panels), 4))
+    fig = Figure(figsize=(4.2 * len(panels), 4), layout="constrained")  # room for the colour bar
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (name, (xy, labels)) in zip(axes, panels.items(), strict=True):
         sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
@@ -95,6 +89,4 @@ def plot_embedding(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: st
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(sc, ax=axes.tolist(), ticks=range(10), label="label")
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100)
-    return Path(path)
+    return save(fig, path)

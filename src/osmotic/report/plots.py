@@ -45,7 +45,10 @@ def row_of_panels(n: int, title: str | None) -> tuple[Figure, list[Axes]]:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Write `fig` as a PNG at `path` and return the path."""
+    """Write `fig` as a PNG at `path` and return the path (laid out tightly unless the figure
+    has a layout engine of its own)."""
     FigureCanvasAgg(fig)  # an explicit Agg canvas: no pyplot, no global backend
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     return Path(path)
