@@ -31,3 +31,14 @@ def test_grid_skips_finished_cells_and_writes_the_report(tmp_path: Path) -> None
     rows = aggregate(first)
     assert all(r["robustness"][0] == 1.0 for r in rows)  # IID against itself
     assert "| mae | fl | iid |" in table(rows)
+
+
+def test_a_grid_started_elsewhere_recognises_its_cells(tmp_path: Path, monkeypatch) -> None:
+    """The test-set folder is recorded as an absolute path, so the same folder given relative to
+    another working directory is the same experiment."""
+    (tmp_path / "idx").mkdir()
+    monkeypatch.chdir(tmp_path)
+    here = tiny(mnist_dir="idx")
+    monkeypatch.chdir(tmp_path / "idx")
+    assert here.mnist_dir == str(tmp_path / "idx")
+    assert tiny(mnist_dir=".").same_experiment(here)

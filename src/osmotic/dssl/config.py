@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from osmotic.models import BACKBONES
 from osmotic.runtime.strategies import STRATEGIES
@@ -74,6 +74,13 @@ class DsslConfig(Settings):
     ray_address: str | None = None
     restart_failed: bool = False
     checkpoint_every: int = Field(5, ge=1, description="rounds between checkpoints")
+
+    @field_validator("mnist_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        """An absolute path, so a run records where its test set came from and a grid started
+        from another folder still recognises its finished cells."""
+        return None if v is None else str(Path(v).resolve())
 
     @model_validator(mode="after")
     def _checks(self) -> DsslConfig:
