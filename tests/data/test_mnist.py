@@ -94,6 +94,8 @@ def test_default_is_pool_with_stratified_holdout() -> None:
     assert len(data.train) == 4000 and len(data.test) == 1000
     assert np.bincount(data.test.labels.numpy()).tolist() == [100] * 10
     assert abs(float(data.train.images.mean())) < 0.2  # normalised
+    share = load_mnist(None, holdout=0.1)  # a share below 1, as for every other dataset
+    assert len(share.train) == 4500 and len(share.test) == 500
 
 
 def test_stratified_holdout_is_disjoint_and_seeded() -> None:

@@ -82,3 +82,15 @@ def test_resume_without_checkpoint_is_one_line(tmp_path):
     life = Lifecycle(Counter(), total=2, unit="round", run_dir=RunDir(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no checkpoint.safetensors to resume from"):
         life.run(resume=True, show_progress=False)
+
+
+def test_checkpoint_from_before_the_lifecycle_resumes(tmp_path):
+    """Older checkpoints kept the job's state at the top level of the meta, beside the units."""
+    from osmotic.runtime.checkpoint import save_checkpoint
+
+    rd = RunDir(tmp_path / "old")
+    run(Counter(), rd, total=2)
+    save_checkpoint(rd.file("checkpoint.safetensors"), {"counter": {"x": torch.tensor([3.0])}},
+                    {"round": 2, "metrics": rd.read_metrics(), "note": "toy"})
+    resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path, fresh=False))
+    assert resumed.run(resume=True, show_progress=False) == run(Counter(), None).metrics

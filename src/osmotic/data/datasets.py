@@ -166,7 +166,7 @@ def load_dataset(spec: Any, test: Any = None, *, holdout: float | None = None,
         if test is not None:
             raise DataError("data: mnist brings its own test set; drop `test:` (or use "
                             "mnist_dir for the official one)")
-        return load_mnist(mnist_dir, 1000 if holdout is None else int(holdout), seed)
+        return load_mnist(mnist_dir, 1000 if holdout is None else holdout, seed)
     train, name = _read(spec)
     held, test_name = None, None
     if test is not None:
@@ -326,7 +326,7 @@ def _assemble(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.n
     training statistics."""
     x, y = train
     if test is None:
-        n = _holdout_size(holdout, len(y), name)
+        n = holdout_size(holdout, len(y), name)
         keep, held = stratified_holdout(y, n, seed)
         (x, y), test = (x[keep], y[keep]), (x[held], y[held])
         source = f"{name}; test: stratified hold-out of {n}"
@@ -347,7 +347,8 @@ def _assemble(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.n
                          torch.from_numpy(test[1])), source)
 
 
-def _holdout_size(holdout: float | None, n: int, name: str) -> int:
+def holdout_size(holdout: float | None, n: int, name: str) -> int:
+    """Samples to hold out of `n`: `holdout` itself, or a share of `n` when below 1."""
     size = round(n * (HOLDOUT_FRACTION if holdout is None else holdout)) \
         if holdout is None or holdout < 1 else int(holdout)
     if not 0 < size < n:

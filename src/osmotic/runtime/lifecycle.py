@@ -98,7 +98,7 @@ class Lifecycle:
     def restore(self) -> None:
         """Back to the last checkpoint: the job's state, the units done and their rows."""
         groups, meta = load_checkpoint(self.checkpoint)
-        self.job.load_state(groups, meta["job"])
+        self.job.load_state(groups, meta.get("job", meta))  # older checkpoints: at the top
         self.done, self.metrics = meta[self.unit], meta["metrics"]
         self.run_dir.rewrite_metrics(self.metrics)
 

@@ -67,6 +67,8 @@ class Optimizer:
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         ids = self.pop.agent_ids
+        if f"{ids[0]}/opt/steps" not in state:  # a checkpoint from before optimiser state
+            return
         self.steps = torch.cat([state[f"{a}/opt/steps"] for a in ids])
         self.buf = {s: {k: torch.stack([state[f"{a}/opt/{s}.{k}"] for a in ids]) for k in b}
                     for s, b in self.buf.items()}
