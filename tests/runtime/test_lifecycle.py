@@ -33,7 +33,7 @@ class Counter:
         return {"counter": {"x": self.x.clone()}}, {"note": "toy"}
 
     def load_state(self, groups: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
-        assert meta == {"note": "toy"}
+        assert meta["note"] == "toy"
         self.x = groups["counter"]["x"].clone()
 
     def status(self, row: dict[str, Any]) -> str:
