@@ -42,3 +42,18 @@ def test_a_grid_started_elsewhere_recognises_its_cells(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path / "idx")
     assert here.mnist_dir == str(tmp_path / "idx")
     assert tiny(mnist_dir=".").same_experiment(here)
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    base = tiny(rounds=2, checkpoint_every=1)
+    first = run_grid(base, tmp_path, seeds=[0], limit=1, log=lambda _: None)
+    cell = tmp_path / "seed0" / "simsiam-fl-iid"
+    cfg = cells(base)[0].with_overrides(seed=0)
+    assert cfg.run_state(cell) == "finished"
+    (cell / "summary.json").unlink()  # as if stopped after its last checkpoint
+    assert cfg.run_state(cell) == "interrupted"
+    assert cfg.with_overrides(lr=0.5).run_state(cell) == "new"
+    said: list[str] = []
+    again = run_grid(base, tmp_path, seeds=[0], limit=1, log=said.append)
+    assert any("resuming" in line for line in said)
+    assert again[0]["linear_probe_accuracy"] == first[0]["linear_probe_accuracy"]

@@ -73,27 +73,24 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
         for seed in seeds:
             cfg = cell.with_overrides(seed=seed)
             path = out / f"seed{seed}" / cell_dir(cfg)
-            if _finished(path, cfg):
+            state = cfg.run_state(path)
+            if state == "finished":
                 # where it is now (a grid folder may have been moved or copied)
                 summaries.append({**json.loads((path / "summary.json").read_text()),
                                   "run_dir": str(path)})
                 continue
             if report_only:
                 continue
-            if path.exists():
-                log(f"{path}: unfinished or different settings; starting it again")
-            s = run(cfg, path, data, show_progress, resume=False)
+            if state == "interrupted":
+                log(f"{path}: interrupted; resuming from its checkpoint")
+            elif path.exists():
+                log(f"{path}: different settings; this run goes beside it")
+            s = run(cfg, path, data, show_progress, resume=state == "interrupted")
             log(f"{cell_dir(cfg)} seed {seed}: linear {s['linear_probe_accuracy']:.3f} "
                 f"({s['train_seconds']:.0f} s)")
             summaries.append(s)
     write_report(out, summaries, base, data)
     return summaries
-
-
-def _finished(cell: Path, config: DsslConfig) -> bool:
-    if not (cell / "summary.json").exists():
-        return False
-    return DsslConfig.from_run(cell).same_experiment(config)
 
 
 def _key(s: dict[str, Any]) -> tuple[str, str, int, str, float | None]:

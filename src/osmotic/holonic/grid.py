@@ -26,7 +26,8 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
     """Run every combination (the data are loaded once) and write the comparison.
 
     A combination whose folder already holds a finished run of the same settings (engine
-    settings aside) is read back, not re-run, so an interrupted grid resumes where it stopped.
+    settings aside) is read back, not re-run, and an interrupted one resumes from its
+    checkpoint, so an interrupted grid goes on where it stopped.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,19 +37,14 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
         for s in structures:
             cfg = base.with_overrides(structure=s, distribution=dist)
             cell = out / f"{s}-{dist}"
-            if _finished(cell, cfg):
+            state = cfg.run_state(cell)
+            if state == "finished":
                 summaries.append(json.loads((cell / "summary.json").read_text()))
             else:
-                summaries.append(run(cfg, cell, data, show_progress))
+                summaries.append(run(cfg, cell, data, show_progress,
+                                     resume=state == "interrupted"))
     write_comparison(out, summaries)
     return summaries
-
-
-def _finished(cell: Path, config: HolonicConfig) -> bool:
-    """Whether `cell` holds a finished run of `config`'s experiment."""
-    if not (cell / "summary.json").exists():
-        return False
-    return HolonicConfig.from_run(cell).same_experiment(config)
 
 
 def write_comparison(out: Path, summaries: list[dict[str, Any]]) -> None:
