@@ -57,3 +57,12 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None
     again = run_grid(base, tmp_path, seeds=[0], limit=1, log=said.append)
     assert any("resuming" in line for line in said)
     assert again[0]["linear_probe_accuracy"] == first[0]["linear_probe_accuracy"]
+
+
+def test_cells_run_in_worker_processes_give_the_same_numbers(tmp_path: Path) -> None:
+    base = tiny(rounds=1)
+    one = run_grid(base, tmp_path / "one", seeds=[0, 1], limit=1, log=lambda _: None)
+    two = run_grid(base, tmp_path / "two", seeds=[0, 1], limit=1, log=lambda _: None,
+                   workers=2)
+    assert [(s["seed"], s["linear_probe_accuracy"]) for s in two] == \
+        [(s["seed"], s["linear_probe_accuracy"]) for s in one]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ def add_commands(sub: Any) -> None:
     rep.add_argument("--pool-size", type=int, help="a stratified subset of the pool")
     rep.add_argument("--report-only", action="store_true", help="run nothing: table and "
                      "figures from the cells already finished")
+    rep.add_argument("--workers", type=int, help="cells run at once, one process each "
+                     "(default: one per core)")
     _common(rep)
     rep.set_defaults(func=_reproduce)
 
@@ -97,8 +100,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")
+    workers = args.workers or max(1, (os.cpu_count() or 1) // base.threads)
     summaries = run_grid(base, out, args.seeds, limit=args.limit,
-                         report_only=args.report_only)
+                         report_only=args.report_only, workers=workers)
     print(json.dumps({"grid": str(out), "runs": summaries}) if args.json else
           f"{len(summaries)} runs; table and figures in {out} (comparison.md, *.png)")
     return 0

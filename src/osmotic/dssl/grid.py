@@ -10,8 +10,10 @@ seed of a cell before the next cell, so a partial grid is still a comparison.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -58,37 +60,57 @@ def cell_dir(config: DsslConfig) -> str:
 
 def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
              show_progress: bool | None = None, limit: int | None = None,
-             log: Callable[[str], None] = print, report_only: bool = False
-             ) -> list[dict[str, Any]]:
+             log: Callable[[str], None] = print, report_only: bool = False,
+             workers: int = 1) -> list[dict[str, Any]]:
     """Run (or read back) every cell for every seed; write table and figures. `limit` stops
     after that many cells (a partial grid, for a time budget); `report_only` runs nothing
-    and reports the finished cells."""
+    and reports the finished cells. `workers` > 1 runs that many cells at once, each in its
+    own process (cells are independent and seeded, so the numbers do not depend on it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(base)
-    summaries = []
-    for k, cell in enumerate(cells(base)):
-        if limit is not None and k >= limit:
-            break
+    done: dict[int, dict[str, Any]] = {}
+    todo: list[tuple[int, DsslConfig, Path, bool]] = []
+    for cell in cells(base)[:limit]:
         for seed in seeds:
             cfg = cell.with_overrides(seed=seed)
             path = out / f"seed{seed}" / cell_dir(cfg)
             state = cfg.run_state(path)
+            at = len(done) + len(todo)
             if state == "finished":
                 # where it is now (a grid folder may have been moved or copied)
-                summaries.append({**json.loads((path / "summary.json").read_text()),
-                                  "run_dir": str(path)})
-                continue
-            if report_only:
-                continue
-            if state == "interrupted":
-                log(f"{path}: interrupted; resuming from its checkpoint")
-            elif path.exists():
-                log(f"{path}: different settings; this run goes beside it")
-            s = run(cfg, path, data, show_progress, resume=state == "interrupted")
-            log(f"{cell_dir(cfg)} seed {seed}: linear {s['linear_probe_accuracy']:.3f} "
-                f"({s['train_seconds']:.0f} s)")
-            summaries.append(s)
+                done[at] = {**json.loads((path / "summary.json").read_text()),
+                            "run_dir": str(path)}
+            elif not report_only:
+                if state == "interrupted":
+                    log(f"{path}: interrupted; resuming from its checkpoint")
+                elif path.exists():
+                    log(f"{path}: different settings; this run goes beside it")
+                todo.append((at, cfg, path, state == "interrupted"))
+
+    def finished(at: int, cfg: DsslConfig, s: dict[str, Any]) -> None:
+        log(f"{cell_dir(cfg)} seed {cfg.seed}: linear {s['linear_probe_accuracy']:.3f} "
+            f"({s['train_seconds']:.0f} s)")
+        done[at] = s
+
+    if workers <= 1 or len(todo) <= 1:
+        pools = {base.seed: data}  # without IDX test files the hold-out depends on the seed
+        for at, cfg, path, resume in todo:
+            if cfg.seed not in pools:
+                pools[cfg.seed] = load_data(cfg)
+            finished(at, cfg, run(cfg, path, pools[cfg.seed], show_progress, resume=resume))
+    else:
+        spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=spawn) as pool:
+            futures = {pool.submit(run, cfg, path, None, False, resume=resume): (at, cfg)
+                       for at, cfg, path, resume in todo}
+            for future in as_completed(futures):
+                at, cfg = futures[future]
+                try:
+                    finished(at, cfg, future.result())
+                except Exception as err:  # the other cells go on; the grid resumes it
+                    log(f"{cell_dir(cfg)} seed {cfg.seed}: failed: {err}")
+    summaries = [done[k] for k in sorted(done)]
     write_report(out, summaries, base, data)
     return summaries
 
