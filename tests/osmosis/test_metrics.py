@@ -9,6 +9,7 @@ import torch
 from osmotic.osmosis.metrics import (
     context_accuracy,
     pair_scores,
+    pairwise_ranks,
     rank_score,
     rank_scores,
     sim,
@@ -98,3 +99,16 @@ def test_rank_score_samples_pairs_only_beyond_max_pairs():
     sampled = rank_score(E, [list(range(12))], max_pairs=40, seed=1)
     assert sampled != full and abs(sampled[0] - full[0]) < 0.05
     assert rank_score(E, [list(range(12))], max_pairs=40, seed=1) == sampled  # seeded
+
+
+@pytest.mark.parametrize("max_elements", [1, 1 << 22])
+def test_pairwise_ranks_equal_rank_scores_pair_by_pair(max_elements: int) -> None:
+    """The one-pass sign count over a reused buffer gives every ordered pair's rank score,
+    ties included (a collapsed agent ties every step), whatever the block size."""
+    E = torch.randn(7, 12, 5, generator=torch.Generator().manual_seed(0))
+    E[2] = 1.0
+    E[4, 3] = E[4, 5]  # two equal steps: a tie inside one agent
+    got = pairwise_ranks(E, max_elements)
+    want = torch.stack([rank_scores(E, i, range(7)) for i in range(7)])
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(got.diagonal()[[0, 1, 3]], torch.ones(3))

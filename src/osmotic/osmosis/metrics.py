@@ -58,22 +58,29 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     return (1 - (rank - 1) / max(T - 1, 1)).mean(-1)
 
 
-def pairwise_ranks(E: Tensor, max_elements: int = 1 << 24) -> Tensor:
-    """`rank_scores` of every ordered pair [agents, agents] (the diagonal is 1), computed for as
-    many rows at a time as fit in `max_elements`: few large temporaries rather than one per
-    agent, which kept a Ray driver's heap growing with hundreds of agents. Counts are summed as
-    floats (exact for these small integers): torch's bool sum widens to int64 on a slow path,
-    twice the time at a thousand agents, where this dominates a clustering."""
+def pairwise_ranks(E: Tensor, max_elements: int = 1 << 22) -> Tensor:
+    """`rank_scores` of every ordered pair [agents, agents] (the diagonal is 1).
+
+    Cosines c[i, t, j, s] = ⟨e_i^(t), e_j^(s)⟩ are computed for as many rows i at a time as fit
+    in `max_elements`, into one buffer reused for every block: a fresh tensor per block paid
+    its page faults again each time, three times the arithmetic at a thousand agents, and a
+    block of ~16 MiB stays in cache for the passes that follow. Each step's rank comes from one
+    pass of signs: Σ_s sign(c_ts − c_tt) = better − worse, and with ties (other than s = t)
+    counted as half, 1 − rank/(T − 1) = ½ − (better − worse)/(2(T − 1))."""
     n, T = E.shape[0], E.shape[1]
     En = F.normalize(E, dim=-1)
     rows = max(1, max_elements // (n * T * T))
+    cols = En.reshape(n * T, -1).T.contiguous()
+    buf = torch.empty(min(rows, n) * T * n * T, dtype=E.dtype)
+    m = max(T - 1, 1)
     out = []
     for k in range(0, n, rows):
-        c = torch.einsum("itd,jsd->ijts", En[k : k + rows], En)  # [rows, n, T, T]
-        own = torch.diagonal(c, dim1=2, dim2=3).unsqueeze(-1)
-        better = (c > own).to(E.dtype).sum(-1)
-        tied = (c == own).to(E.dtype).sum(-1) - 1
-        out.append((1 - better / max(T - 1, 1) - tied / (2 * max(T - 1, 1))).mean(-1))
+        r = min(rows, n - k)
+        c = torch.mm(En[k : k + r].reshape(r * T, -1), cols,
+                     out=buf[: r * T * n * T].view(r * T, n * T)).view(r, T, n, T)
+        own = torch.diagonal(c, dim1=1, dim2=3).transpose(1, 2).unsqueeze(-1).clone()
+        signs = c.sub_(own).sign_().sum(-1).sum(1)  # [r, n]
+        out.append(1 - (T - 1) / (2 * m) - signs / (2 * m * T))
     return torch.cat(out)
 
 
@@ -114,31 +121,43 @@ def _evenly(steps: Tensor, k: int) -> Tensor:
 def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float,
                     max_elements: int = 1 << 24) -> Tensor:
     """Rank score of B_j's scored steps after the least-squares map A_i → B_j, [n, m]; as many
-    rows of A at a time as keep the [rows, m, S, d] predictions within `max_elements`."""
-    rows = max(1, max_elements // (B.shape[0] * len(scored) * B.shape[2]))
+    rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements`."""
+    rows = max(1, max_elements // (B.shape[0] * (A.shape[2] + 1) * B.shape[2]))
     return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge)
                       for k in range(0, len(A), rows)])
 
 
 def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float) -> Tensor:
-    A1 = torch.cat([A, A.new_ones(A.shape[0], A.shape[1], 1)], dim=-1)  # [n, T, d + 1]
-    Af = A1[:, fit]
-    gram = Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(A1.shape[-1])
-    W = torch.linalg.solve(gram.unsqueeze(1), torch.einsum("ntk,mtd->nmkd", Af, B[:, fit]))
-    pred = torch.einsum("ntk,nmkd->nmtd", A1[:, scored], W)  # [n, m, S, d]
+    """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one solve per row of A,
+    the m·d targets as its right-hand sides), with B's standardisation of the scored steps
+    folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d] predictions:
+    Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with Gs = A_sᵀA_s. Only
+    the few useful pairs are predicted and ranked."""
+    n, m, d = A.shape[0], B.shape[0], B.shape[2]
+    A1 = torch.cat([A, A.new_ones(n, A.shape[1], 1)], dim=-1)  # [n, T, k], k = d_A + 1
+    Af, As = A1[:, fit], A1[:, scored]
+    k = A1.shape[-1]
+    gram = Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(k)
+    rhs = (Af.transpose(1, 2).reshape(n * k, -1) @ B[:, fit].transpose(0, 1).reshape(len(fit), -1))
+    W = torch.linalg.solve(gram, rhs.view(n, k, m * d)).view(n, k, m, d)
     target = B[:, scored]  # [m, S, d]
-    mu, sd = target.mean(1, keepdim=True), target.std(1, keepdim=True, correction=0)
-    pred, target = (pred - mu) / sd.clamp_min(1e-6), (target - mu) / sd.clamp_min(1e-6)
-    out = A.new_full(pred.shape[:2], 0.5)
-    useful = ((pred - target) ** 2).mean((2, 3)) < ((target**2).mean((1, 2)))  # R² > 0
-    i, j = torch.nonzero(useful, as_tuple=True)
+    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
+    target = (target - mu[:, None]) / sd[:, None]
+    W = W / sd
+    W[:, -1] -= mu / sd  # the intercept row: predictions come out standardised
+    Gs = As.transpose(1, 2) @ As  # [n, k, k]
+    cross = (As.transpose(1, 2).reshape(n * k, -1)
+             @ target.transpose(0, 1).reshape(len(scored), -1)).view(n, k, m, d)
+    fitted = (torch.einsum("nkl,nlmd->nkmd", Gs, W) * W).sum((1, 3))
+    err = fitted - 2 * (W * cross).sum((1, 3)) + (target**2).sum((1, 2))
+    out = A.new_full((n, m), 0.5)
+    i, j = torch.nonzero(err < (target**2).sum((1, 2)), as_tuple=True)  # R² > 0
     if len(i):
-        dist = torch.cdist(pred[i, j], target[j])  # [pairs, S, S]
-        own = torch.diagonal(dist, dim1=1, dim2=2).unsqueeze(-1)
-        S = len(scored)
-        better = (dist < own).sum(-1).to(A.dtype)
-        tied = (dist == own).sum(-1).to(A.dtype) - 1
-        out[i, j] = (1 - better / (S - 1) - tied / (2 * (S - 1))).mean(-1)
+        pred = As[i] @ W[i, :, j]  # [pairs, S, d]
+        dist = torch.cdist(pred, target[j])  # [pairs, S, S]
+        own = torch.diagonal(dist, dim1=1, dim2=2).unsqueeze(-1).clone()
+        closer = dist.sub_(own).neg_().sign_().sum((1, 2))  # closer − farther, as in pairwise_ranks
+        out[i, j] = 0.5 - closer / (2 * (len(scored) - 1) * len(scored))
     return out
 
 
