@@ -4,8 +4,9 @@ Cells: {simsiam, mae, mar} × {iid, Dirichlet α = 1, α = 0.1} × {FL, DecL d =
 clients, plus centralised pre-training per method (one client, all the data, the same number
 of images processed). Every cell and seed writes its own run directory and a finished one is
 read back, not re-run, so an interrupted grid resumes where it stopped. Cells run in order of
-what the claims need first (FL at IID and α = 0.1, then the degrees at α = 0.1, ...), every
-seed of a cell before the next cell, so a partial grid is still a comparison.
+what the claims need first (FL at every α, then the degrees at α = 0.1, then DecL at IID for
+their robustness, ...), every seed of a cell before the next cell, so a partial grid is still
+a comparison.
 """
 from __future__ import annotations
 
@@ -47,10 +48,9 @@ def cells(base: DsslConfig) -> list[DsslConfig]:
                for m in METHODS]
     iid, skew, mild = PARTITIONS
     order = [cell(m, iid, "fl") for m in METHODS] + central
-    order += [cell(m, skew, "fl") for m in METHODS]
+    order += [cell(m, part, "fl") for part in (skew, mild) for m in METHODS]
     for part in (skew, iid, mild):
         order += [cell(m, part, "decl", d) for d in degrees for m in METHODS]
-    order += [cell(m, mild, "fl") for m in METHODS]
     return order
 
 
