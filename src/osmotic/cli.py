@@ -52,15 +52,12 @@ def _resume(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import yaml
+    from osmotic.settings import read_mapping
 
     config = Path(args.run_dir) / "config.yaml"
     if not config.is_file():
         raise CliError(f"{config}: no such file; is {args.run_dir} a run directory?")
-    try:
-        mode = (yaml.safe_load(config.read_text()) or {}).get("mode")
-    except yaml.YAMLError as e:
-        raise CliError(f"{config}: not valid YAML ({e})") from None
+    mode = read_mapping(config, CliError).get("mode")
     if mode == "osml":
         from osmotic.osmosis.experiments import resume
 

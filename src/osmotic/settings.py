@@ -51,16 +51,21 @@ class Settings(BaseModel):
         return "interrupted" if (rd / CHECKPOINT).is_file() else "new"
 
 
-def read_mapping(path: Path, error: type[ValueError] = ValueError) -> dict[str, Any]:
-    """A YAML file of settings as a dict, or one line (`error`) naming the file."""
+def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A YAML file of settings as a dict (an empty file: {}), or one line (`error`) naming the
+    file, and the line for a syntax error."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as e:
         raise FileNotFoundError(f"{path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise error(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a mapping of settings")
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise error(f"{path}: not valid YAML{where}: "
+                    f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise error(f"{path}: expected a mapping of setting: value")
     return data
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from osmotic.engines import inprocess
 from osmotic.engines.inprocess import PARALLEL_GRAIN, auto_threads, cpu_threads
 from osmotic.models.cnn import MnistCNN
 from osmotic.osmosis.agent import OsmoticAgent
@@ -62,3 +63,20 @@ def test_auto_uses_idle_cores_for_large_steps_only(monkeypatch) -> None:
     with cpu_threads(3):
         assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
+
+
+def test_nested_blocks_keep_the_heap_until_the_outermost_exits(monkeypatch) -> None:
+    """glibc has no getter: an inner block must not restore the defaults (or trim the heap)
+    while an outer one still relies on them."""
+    calls: list[dict[int, int]] = []
+    monkeypatch.setattr(inprocess, "_mallopt", lambda settings: calls.append(settings) or True)
+    monkeypatch.setattr(inprocess.ctypes, "CDLL", lambda _: type("C", (), {
+        "malloc_trim": staticmethod(lambda _: calls.append({"trim": 0}))}))
+    with cpu_threads(1):
+        with cpu_threads(1), inprocess.heap_kept():
+            pass
+        assert {"trim": 0} not in calls
+        assert calls[-1] == {inprocess.M_MMAP_MAX: inprocess.GLIBC_DEFAULTS[inprocess.M_MMAP_MAX]}
+    restored = {inprocess.M_TRIM_THRESHOLD: inprocess.GLIBC_DEFAULTS[inprocess.M_TRIM_THRESHOLD]}
+    assert calls[-2:] == [restored, {"trim": 0}]
+    assert calls.count(restored) == 1

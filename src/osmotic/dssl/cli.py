@@ -96,13 +96,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from osmotic.dssl.grid import run_grid
+    from osmotic.cli import CliError
+    from osmotic.dssl.grid import CellsFailed, run_grid
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")
     workers = args.workers or max(1, (os.cpu_count() or 1) // base.threads)
-    summaries = run_grid(base, out, args.seeds, limit=args.limit,
-                         report_only=args.report_only, workers=workers)
+    try:
+        summaries = run_grid(base, out, args.seeds, limit=args.limit,
+                             report_only=args.report_only, workers=workers)
+    except CellsFailed as e:
+        raise CliError(str(e)) from None
     print(json.dumps({"grid": str(out), "runs": summaries}) if args.json else
           f"{len(summaries)} runs; table and figures in {out} (comparison.md, *.png)")
     return 0

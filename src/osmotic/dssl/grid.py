@@ -32,6 +32,10 @@ PARTITIONS = (("iid", None), ("dirichlet", 0.1), ("dirichlet", 1.0))
 DEGREES = (2, 4, 8)
 
 
+class CellsFailed(RuntimeError):
+    """Some cells of a grid run with workers failed; the others finished and were reported."""
+
+
 def cells(base: DsslConfig) -> list[DsslConfig]:
     """Every cell's settings (seed aside), in the order the claims need them (degrees that
     `base.clients` cannot have are left out)."""
@@ -93,6 +97,7 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
             f"({s['train_seconds']:.0f} s)")
         done[at] = s
 
+    failed: list[str] = []
     if workers <= 1 or len(todo) <= 1:
         pools = {base.seed: data}  # without IDX test files the hold-out depends on the seed
         for at, cfg, path, resume in todo:
@@ -108,10 +113,14 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
                 at, cfg = futures[future]
                 try:
                     finished(at, cfg, future.result())
-                except Exception as err:  # the other cells go on; the grid resumes it
+                except Exception as err:  # noqa: BLE001 (any failure: the other cells go on)
+                    failed.append(f"{cell_dir(cfg)} seed {cfg.seed} ({err})")
                     log(f"{cell_dir(cfg)} seed {cfg.seed}: failed: {err}")
     summaries = [done[k] for k in sorted(done)]
     write_report(out, summaries, base, data)
+    if failed:
+        raise CellsFailed(f"{len(failed)} cell(s) failed, the report has the others; run the "
+                           f"same command again to retry them: {'; '.join(failed)}")
     return summaries
 
 

@@ -50,6 +50,23 @@ def _mallopt(settings: dict[int, int]) -> bool:
 
 
 @contextmanager
+def _malloc_set(param: int, value: int) -> Iterator[bool]:
+    """Set one glibc malloc parameter for the block (yields False where there is no glibc).
+    Nested blocks keep it until the outermost one exits, which restores glibc's default: glibc
+    has no getter, so a value set outside osmotic is not restored."""
+    _malloc_depth[param] += 1
+    try:
+        yield _mallopt({param: value})
+    finally:
+        _malloc_depth[param] -= 1
+        if _malloc_depth[param] == 0:
+            _mallopt({param: GLIBC_DEFAULTS[param]})
+
+
+_malloc_depth = dict.fromkeys(GLIBC_DEFAULTS, 0)
+
+
+@contextmanager
 def heap_kept() -> Iterator[None]:
     """Large blocks from the heap instead of one fresh mmap each, inside (training steps).
 
@@ -60,28 +77,24 @@ def heap_kept() -> Iterator[None]:
     the same sizes every time, so the heap (kept by `cpu_threads`) serves them without growing;
     evaluation and clustering, whose temporaries vary in size, stay on mmap (on the heap they
     fragmented it: the 1,024-agent run's peak RSS doubled)."""
-    kept = _mallopt({M_MMAP_MAX: 0})
-    try:
+    with _malloc_set(M_MMAP_MAX, 0):
         yield
-    finally:
-        if kept:
-            _mallopt({M_MMAP_MAX: GLIBC_DEFAULTS[M_MMAP_MAX]})
 
 
 @contextmanager
 def cpu_threads(n: int, work: int | None = None) -> Iterator[None]:
     """Run with `n` intra-op threads (0: `auto_threads(work)`), freed heap memory kept for the
-    next step (`heap_kept`), then restore both and return the heap to the system. Results do
-    not depend on the thread count (tests/runtime/test_threads.py)."""
-    before = torch.get_num_threads()
+    next step (`heap_kept`), then restore both and, when the outermost such block exits, return
+    the heap to the system. Results do not depend on the thread count
+    (tests/runtime/test_threads.py)."""
+    before, kept = torch.get_num_threads(), False
     torch.set_num_threads(n or auto_threads(work))
-    kept = _mallopt({M_TRIM_THRESHOLD: 2**31 - 1})
     try:
-        yield
+        with _malloc_set(M_TRIM_THRESHOLD, 2**31 - 1) as kept:
+            yield
     finally:
         torch.set_num_threads(before)
-        if kept:
-            _mallopt(GLIBC_DEFAULTS)
+        if kept and _malloc_depth[M_TRIM_THRESHOLD] == 0:
             ctypes.CDLL(None).malloc_trim(0)
 
 

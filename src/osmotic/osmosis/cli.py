@@ -25,7 +25,7 @@ from osmotic.osmosis import experiments as ex
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.metrics import against_truth
 from osmotic.report.rundir import write_json
-from osmotic.settings import one_line
+from osmotic.settings import one_line, read_mapping
 
 SCENARIO = {"groups": [3, 2], "loners": 1, "noise": 2}
 """`generate scenario` without options: the issue's 7-agent example."""
@@ -111,17 +111,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def load_config_file(path: Path) -> tuple[OsmlConfig, dict[str, Any] | None]:
     """The settings of a YAML file and its optional `data:` section; every error is one line
     naming the file (and the setting at fault)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise CliError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise CliError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
-        raise CliError(f"{path}: expected a mapping of setting: value")
+    raw = read_mapping(path, CliError)
     data = raw.pop("data", None)
     raw.pop("mode", None)  # a run's config.yaml says which mode wrote it
     return resolve(raw, str(path)), data
