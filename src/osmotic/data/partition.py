@@ -108,15 +108,16 @@ def summary(labels: Sequence[int] | np.ndarray, parts: Sequence[np.ndarray],
 
 def plot_summary(rows: Sequence[dict[str, object]], path: str | Path, title: str = "") -> None:
     """Stacked bars: samples per class held by each agent (who holds what, at a glance)."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from osmotic.report.plots import save
 
     classes = list(rows[0]["per_class"])  # type: ignore[arg-type]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(rows) + 2), 3))
+    fig = Figure(figsize=(max(4.0, 0.35 * len(rows) + 2), 3))
+    ax = fig.subplots()
     bottom = np.zeros(len(rows))
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
     for k, c in enumerate(classes):
         h = np.array([r["per_class"][c] for r in rows])  # type: ignore[index]
         ax.bar(range(len(rows)), h, bottom=bottom, color=cmap(k % cmap.N), label=c, width=0.8)
@@ -127,7 +128,6 @@ def plot_summary(rows: Sequence[dict[str, object]], path: str | Path, title: str
     ax.set_ylabel("samples")
     ax.set_title(title or "partition: samples per class")
     if len(classes) <= 20:
-        ax.legend(title="class", fontsize=6, title_fontsize=7, ncol=2, bbox_to_anchor=(1, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        ax.legend(title="class", fontsize=6, title_fontsize=7, ncol=2, bbox_to_anchor=(1, 1),
+                  loc="upper left")
+    save(fig, path)

@@ -1,16 +1,14 @@
-"""Pictures of holarchies and of learning curves (PNG, matplotlib's Agg backend)."""
+"""Pictures of holarchies and of learning curves (PNG, through `report.plots.save`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from osmotic.holonic.holarchy import Holarchy
+from osmotic.report.plots import save
 
 
 def _layout(h: Holarchy) -> dict[str, tuple[float, float]]:
@@ -30,7 +28,8 @@ def draw_holarchy(h: Holarchy, path: str | Path, title: str = "") -> None:
     pos = _layout(h)
     width = max(4.0, 0.6 * len(h.terminals()) + 1.5)
     height = 1.2 + 0.9 * max(-y for _, y in pos.values())
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig = Figure(figsize=(width, height))
+    ax = fig.subplots()
     for hid, holon in h.holons.items():
         for m in holon.members:
             ax.plot(*zip(pos[hid], pos[m], strict=True), color="0.6", lw=1.2, zorder=1)
@@ -52,9 +51,7 @@ def draw_holarchy(h: Holarchy, path: str | Path, title: str = "") -> None:
     ax.set_title(title, fontsize=9, pad=18)
     ax.margins(0.12, 0.25)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> None:
@@ -75,7 +72,8 @@ def _plot(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, t
           accuracy_label: str, root: Sequence[tuple[int, float]] = ()) -> None:
     """Training loss (left) and test accuracy on the tested rounds (right), a line per curve;
     `root`: (round, accuracy) of the root's model, dashed."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    a, b = fig.subplots(1, 2)
     for label, rows in curves.items():
         a.plot([r["round"] for r in rows], [r["mean_train_loss"] for r in rows], label=label)
         tested = [r for r in rows if r["mean_test_accuracy"] is not None]
@@ -87,6 +85,4 @@ def _plot(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, t
     b.set(xlabel="round", ylabel=accuracy_label)
     b.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
