@@ -260,6 +260,5 @@ def main() -> None:
         print(f"written to {RESULTS.relative_to(REPO)}")
 
 
-
 if __name__ == "__main__":
     main()

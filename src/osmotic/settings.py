@@ -56,8 +56,10 @@ def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, A
     file, and the line for a syntax error."""
     try:
         data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
     except OSError as e:
-        raise FileNotFoundError(f"{path}: {e.strerror}") from None
+        raise error(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

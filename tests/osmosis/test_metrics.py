@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from osmotic.osmosis.metrics import (
+    _mapped_one_way,
     context_accuracy,
     pair_scores,
     pairwise_ranks,
@@ -101,7 +102,7 @@ def test_rank_score_samples_pairs_only_beyond_max_pairs():
     assert rank_score(E, [list(range(12))], max_pairs=40, seed=1) == sampled  # seeded
 
 
-@pytest.mark.parametrize("max_elements", [1, 1 << 22])
+@pytest.mark.parametrize("max_elements", [1, 3024, 1 << 22])  # 1, 3 (and a remainder), 7 rows
 def test_pairwise_ranks_equal_rank_scores_pair_by_pair(max_elements: int) -> None:
     """The one-pass sign count over a reused buffer gives every ordered pair's rank score,
     ties included (a collapsed agent ties every step), whatever the block size."""
@@ -112,3 +113,39 @@ def test_pairwise_ranks_equal_rank_scores_pair_by_pair(max_elements: int) -> Non
     want = torch.stack([rank_scores(E, i, range(7)) for i in range(7)])
     assert torch.allclose(got, want, atol=1e-6)
     assert torch.allclose(got.diagonal()[[0, 1, 3]], torch.ones(3))
+
+
+def _mapped_pair(a: torch.Tensor, b: torch.Tensor, fit: torch.Tensor, scored: torch.Tensor,
+                 ridge: float) -> float:
+    """One pair the plain way: fit the map, predict, R² test, rank each step's prediction."""
+    a1 = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
+    w = torch.linalg.solve(a1[fit].T @ a1[fit] + ridge * len(fit) * torch.eye(a1.shape[1]),
+                           a1[fit].T @ b[fit])
+    t = b[scored]
+    mu, sd = t.mean(0), t.std(0, correction=0).clamp_min(1e-6)
+    pred, t = (a1[scored] @ w - mu) / sd, (t - mu) / sd
+    if ((pred - t) ** 2).mean() >= (t**2).mean():
+        return 0.5
+    dist = torch.cdist(pred, t)
+    own, S = dist.diagonal()[:, None], len(scored)
+    better, tied = (dist < own).sum(1).double(), (dist == own).sum(1).double() - 1
+    return float((1 - better / (S - 1) - tied / (2 * (S - 1))).mean())
+
+
+@pytest.mark.parametrize("max_elements", [1, 1 << 24])
+def test_mapped_ranks_equal_fitting_each_pair_alone(max_elements: int) -> None:
+    """The all-pairs fit with the R² shortcut and chunked ranking gives what fitting, predicting
+    and ranking each pair alone gives: related pairs (a linear map plus noise), unrelated random
+    walks and a constant agent."""
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn(4, 80, 3, generator=g, dtype=torch.float64).cumsum(1)
+    A[3] = 2.0
+    B = torch.cat([A[:2] @ torch.randn(3, 3, generator=g, dtype=torch.float64)
+                   + 0.3 * torch.randn(2, 80, 3, generator=g, dtype=torch.float64),
+                   torch.randn(1, 80, 3, generator=g, dtype=torch.float64).cumsum(1)])
+    fit, scored = torch.arange(0, 80, 2), torch.arange(1, 80, 4)
+    got = _mapped_one_way(A, B, fit, scored, 1e-3, max_elements)
+    want = torch.tensor([[_mapped_pair(a, b, fit, scored, 1e-3) for b in B] for a in A],
+                        dtype=torch.float64)
+    assert torch.allclose(got, want, atol=1e-9)
+    assert (got[:2, :2].diagonal() > 0.9).all() and (want != 0.5).any() and (want == 0.5).any()

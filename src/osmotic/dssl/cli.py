@@ -46,8 +46,8 @@ def add_commands(sub: Any) -> None:
     rep.add_argument("--pool-size", type=int, help="a stratified subset of the pool")
     rep.add_argument("--report-only", action="store_true", help="run nothing: table and "
                      "figures from the cells already finished")
-    rep.add_argument("--workers", type=int, help="cells run at once, one process each "
-                     "(default: one per core)")
+    rep.add_argument("--workers", type=int, help="cells run at once, one process each, "
+                     "without progress bars (default: one per core this process may use)")
     _common(rep)
     rep.set_defaults(func=_reproduce)
 
@@ -101,7 +101,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")
-    workers = args.workers or max(1, (os.cpu_count() or 1) // base.threads)
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = args.workers or max(1, (cores or 1) // base.threads)
     try:
         summaries = run_grid(base, out, args.seeds, limit=args.limit,
                              report_only=args.report_only, workers=workers)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +72,10 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
     """Run (or read back) every cell for every seed; write table and figures. `limit` stops
     after that many cells (a partial grid, for a time budget); `report_only` runs nothing
     and reports the finished cells. `workers` > 1 runs that many cells at once, each in its
-    own process (cells are independent and seeded, so the numbers do not depend on it)."""
+    own process without a progress bar (cells are independent and seeded, so the numbers do not
+    depend on it); a cell that fails there is logged with its traceback, the others go on, and
+    `CellsFailed` comes after the report. With one worker a failure stops the grid at once, as
+    a single run would."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(base)
@@ -105,22 +111,31 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
                 pools[cfg.seed] = load_data(cfg)
             finished(at, cfg, run(cfg, path, pools[cfg.seed], show_progress, resume=resume))
     else:
-        spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=spawn) as pool:
+        # spawn: no forked torch thread pools; SIGINT's default in the workers, so that Ctrl-C
+        # stops the grid (checkpoints are written atomically) instead of each worker reporting
+        # it as a failed cell and taking the next one
+        with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
+                                 initializer=signal.signal,
+                                 initargs=(signal.SIGINT, signal.SIG_DFL)) as pool:
             futures = {pool.submit(run, cfg, path, None, False, resume=resume): (at, cfg)
                        for at, cfg, path, resume in todo}
             for future in as_completed(futures):
                 at, cfg = futures[future]
                 try:
                     finished(at, cfg, future.result())
+                except BrokenProcessPool:
+                    failed.append("a worker process died (out of memory?), so the cells not "
+                                  "yet finished")
+                    break
                 except Exception as err:  # noqa: BLE001 (any failure: the other cells go on)
-                    failed.append(f"{cell_dir(cfg)} seed {cfg.seed} ({err})")
-                    log(f"{cell_dir(cfg)} seed {cfg.seed}: failed: {err}")
+                    failed.append(f"{cell_dir(cfg)} seed {cfg.seed} ({err!r})")
+                    log(f"{cell_dir(cfg)} seed {cfg.seed}: failed: "
+                        + "".join(traceback.format_exception(err)).rstrip())
     summaries = [done[k] for k in sorted(done)]
     write_report(out, summaries, base, data)
     if failed:
         raise CellsFailed(f"{len(failed)} cell(s) failed, the report has the others; run the "
-                           f"same command again to retry them: {'; '.join(failed)}")
+                          f"same command again to retry them: {'; '.join(failed)}")
     return summaries
 
 

@@ -34,6 +34,7 @@ def auto_threads(work: int | None = None) -> int:
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 GLIBC_DEFAULTS = {M_TRIM_THRESHOLD: 128 * 1024, M_MMAP_MAX: 65_536}
+_malloc_depth = dict.fromkeys(GLIBC_DEFAULTS, 0)  # open `_malloc_set` blocks per parameter
 
 
 def _mallopt(settings: dict[int, int]) -> bool:
@@ -61,9 +62,6 @@ def _malloc_set(param: int, value: int) -> Iterator[bool]:
         _malloc_depth[param] -= 1
         if _malloc_depth[param] == 0:
             _mallopt({param: GLIBC_DEFAULTS[param]})
-
-
-_malloc_depth = dict.fromkeys(GLIBC_DEFAULTS, 0)
 
 
 @contextmanager

@@ -123,16 +123,17 @@ def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: fl
     """Rank score of B_j's scored steps after the least-squares map A_i → B_j, [n, m]; as many
     rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements`."""
     rows = max(1, max_elements // (B.shape[0] * (A.shape[2] + 1) * B.shape[2]))
-    return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge)
+    return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge, max_elements)
                       for k in range(0, len(A), rows)])
 
 
-def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float) -> Tensor:
+def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float,
+                 max_elements: int = 1 << 24) -> Tensor:
     """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one solve per row of A,
     the m·d targets as its right-hand sides), with B's standardisation of the scored steps
     folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d] predictions:
     Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with Gs = A_sᵀA_s. Only
-    the few useful pairs are predicted and ranked."""
+    the useful pairs are predicted and ranked, `max_elements` distances at a time."""
     n, m, d = A.shape[0], B.shape[0], B.shape[2]
     A1 = torch.cat([A, A.new_ones(n, A.shape[1], 1)], dim=-1)  # [n, T, k], k = d_A + 1
     Af, As = A1[:, fit], A1[:, scored]
@@ -148,16 +149,18 @@ def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float
     Gs = As.transpose(1, 2) @ As  # [n, k, k]
     cross = (As.transpose(1, 2).reshape(n * k, -1)
              @ target.transpose(0, 1).reshape(len(scored), -1)).view(n, k, m, d)
-    fitted = (torch.einsum("nkl,nlmd->nkmd", Gs, W) * W).sum((1, 3))
-    err = fitted - 2 * (W * cross).sum((1, 3)) + (target**2).sum((1, 2))
+    fitted = (torch.einsum("nkl,nlmd->nkmd", Gs, W) * W).sum((1, 3))  # Σ pred²
     out = A.new_full((n, m), 0.5)
-    i, j = torch.nonzero(err < (target**2).sum((1, 2)), as_tuple=True)  # R² > 0
-    if len(i):
-        pred = As[i] @ W[i, :, j]  # [pairs, S, d]
-        dist = torch.cdist(pred, target[j])  # [pairs, S, S]
+    # R² > 0: Σ(pred − target)² < Σ target², i.e. Σ pred² < 2 Σ pred·target
+    i, j = torch.nonzero(fitted < 2 * (W * cross).sum((1, 3)), as_tuple=True)
+    S = len(scored)
+    step = max(1, max_elements // (S * S))  # pairs ranked at a time: [pairs, S, S] distances
+    for a in range(0, len(i), step):
+        ii, jj = i[a : a + step], j[a : a + step]
+        dist = torch.cdist(As[ii] @ W[ii, :, jj], target[jj])  # [pairs, S, S]
         own = torch.diagonal(dist, dim1=1, dim2=2).unsqueeze(-1).clone()
         closer = dist.sub_(own).neg_().sign_().sum((1, 2))  # closer − farther, as in pairwise_ranks
-        out[i, j] = 0.5 - closer / (2 * (len(scored) - 1) * len(scored))
+        out[ii, jj] = 0.5 - closer / (2 * (S - 1) * S)
     return out
 
 
