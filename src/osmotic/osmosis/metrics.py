@@ -19,13 +19,14 @@ def sim(cos: Tensor, beta: float = 2.0) -> Tensor:
 
 
 def pair_scores(E: Tensor, beta: float = 2.0, max_elements: int = 1 << 24) -> Tensor:
-    """Mean over steps of |sim(e_i^(t), e_j^(t))|: [agents, agents], the diagonal is 1.
-    Computed for as many rows at a time as fit in `max_elements` (at least one), so each
-    temporary stays ~64 MiB however many agents and steps (64 rows at a time held 0.9 GiB per
-    temporary at 4,096 agents and 891 test steps)."""
+    """Mean over steps of |sim(e_i^(t), e_j^(t))| = |cos|^β: [agents, agents], the diagonal is 1.
+    Computed for as many rows at a time as fit in `max_elements` (at least one), each block's
+    cosines turned into |cos|^β in place, so the one temporary stays ~64 MiB however many
+    agents and steps (64 rows at a time held 0.9 GiB per temporary at 4,096 agents and 891
+    test steps; `sim`'s sign and power as new tensors, four of them at once)."""
     En = F.normalize(E, dim=-1)
     rows = max(1, max_elements // (En.shape[0] * En.shape[1]))
-    return torch.cat([sim(torch.einsum("itd,jtd->ijt", En[k : k + rows], En), beta).abs().mean(-1)
+    return torch.cat([torch.einsum("itd,jtd->ijt", En[k : k + rows], En).abs_().pow_(beta).mean(-1)
                       for k in range(0, len(En), rows)])
 
 
@@ -119,9 +120,10 @@ def _evenly(steps: Tensor, k: int) -> Tensor:
 
 
 def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float,
-                    max_elements: int = 1 << 24) -> Tensor:
+                    max_elements: int = 1 << 22) -> Tensor:
     """Rank score of B_j's scored steps after the least-squares map A_i → B_j, [n, m]; as many
-    rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements`."""
+    rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements` (16 MiB:
+    a block holds three tensors of that size at once)."""
     rows = max(1, max_elements // (B.shape[0] * (A.shape[2] + 1) * B.shape[2]))
     return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge, max_elements)
                       for k in range(0, len(A), rows)])
@@ -141,18 +143,19 @@ def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float
     gram = Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(k)
     rhs = (Af.transpose(1, 2).reshape(n * k, -1) @ B[:, fit].transpose(0, 1).reshape(len(fit), -1))
     W = torch.linalg.solve(gram, rhs.view(n, k, m * d)).view(n, k, m, d)
+    del rhs  # the temporaries below are W's size: in place where possible, at most three live
     target = B[:, scored]  # [m, S, d]
     mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
     target = (target - mu[:, None]) / sd[:, None]
-    W = W / sd
+    W.div_(sd)
     W[:, -1] -= mu / sd  # the intercept row: predictions come out standardised
     Gs = As.transpose(1, 2) @ As  # [n, k, k]
     cross = (As.transpose(1, 2).reshape(n * k, -1)
              @ target.transpose(0, 1).reshape(len(scored), -1)).view(n, k, m, d)
-    fitted = (torch.einsum("nkl,nlmd->nkmd", Gs, W) * W).sum((1, 3))  # Σ pred²
+    fitted = torch.einsum("nkl,nlmd->nkmd", Gs, W).mul_(W).sum((1, 3))  # Σ pred²
     out = A.new_full((n, m), 0.5)
     # R² > 0: Σ(pred − target)² < Σ target², i.e. Σ pred² < 2 Σ pred·target
-    i, j = torch.nonzero(fitted < 2 * (W * cross).sum((1, 3)), as_tuple=True)
+    i, j = torch.nonzero(fitted < 2 * cross.mul_(W).sum((1, 3)), as_tuple=True)
     S = len(scored)
     step = max(1, max_elements // (S * S))  # pairs ranked at a time: [pairs, S, S] distances
     for a in range(0, len(i), step):
