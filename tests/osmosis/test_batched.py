@@ -10,7 +10,7 @@ from torch.func import functional_call, vmap
 
 from osmotic.osmosis.agent import OsmoticAgent
 from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.shard import OsmoticShard
+from osmotic.osmosis.shard import OsmoticShard, windows
 from osmotic.osmosis.trainer import make_engine
 from osmotic.runtime.population import Population
 
@@ -67,6 +67,24 @@ def test_engine_keeps_agent_order_across_shards(
         alone = OsmoticShard([aid], [train[aid]], [test[aid]], config)
         assert torch.allclose(E[i], alone.embed("test", 0, 10)[0][0], atol=1e-6)
 
+
+
+def test_shard_windows_are_views_equal_to_each_agents_own_windows(
+        tiny_context: Callable, tiny_config: Callable[..., OsmlConfig]) -> None:
+    """A shard keeps its agents' series once and windows them as a view (w times less memory
+    than stacked windows); the values are each agent's windows of its standardised series."""
+    train, test = tiny_context()
+    config = tiny_config()
+    shard = OsmoticShard(IDS, [train[a] for a in IDS], [test[a] for a in IDS], config)
+    for split, data in (("train", train), ("test", test)):
+        view = shard.windows[split]  # [agents, steps, w, k] over [agents, steps + w - 1, k]
+        assert view.untyped_storage().nbytes() == 4 * view.shape[0] * (
+            view.shape[1] + config.window - 1) * view.shape[3]
+        for i, a in enumerate(IDS):
+            mean, sd = train[a].mean(0), train[a].std(0) + 1e-8
+            series = torch.from_numpy((data[a] - mean) / sd).float()
+            assert torch.equal(view[i], windows((data[a] - mean) / sd, config.window))
+            assert torch.equal(view[i, 3], series[3 : 3 + config.window])
 
 @pytest.mark.parametrize("preserve", ["infonce", "reconstruction", "reference"])
 def test_batched_forward_equals_vmap_over_the_module(preserve: str) -> None:

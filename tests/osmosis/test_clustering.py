@@ -50,3 +50,18 @@ def test_a_collapsed_pair_is_excluded_by_min_rank() -> None:
     assert ranks[0, 1] == pytest.approx(1.0)
     paper_rule, _, _ = cluster(E, threshold=0.97, beta=2.0, min_rank=0.0)
     assert paper_rule == [[0, 1], [2, 3]]  # |sim| alone cannot tell agreement from collapse
+
+
+def test_condensed_distances_equal_scipys_form_of_the_symmetrised_matrix() -> None:
+    """Built row by row (no n × n float64 copies), bit for bit what squareform gives."""
+    from scipy.spatial.distance import squareform
+
+    from osmotic.osmosis.clustering import condensed_distances
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 40):
+        s = (rng.random((n, n)) * 1.2 - 0.1).astype(np.float32)  # some above 1: clipped at 0
+        d = 1.0 - s.astype(np.float64)
+        d = np.clip((d + d.T) / 2, 0.0, None)
+        np.fill_diagonal(d, 0.0)
+        assert np.array_equal(condensed_distances(s), squareform(d, checks=False))

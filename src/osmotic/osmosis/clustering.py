@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 from torch import Tensor
 
 from osmotic.osmosis.metrics import pair_scores, pairwise_ranks
@@ -83,15 +82,28 @@ def average_linkage(scores: np.ndarray, threshold: float) -> list[list[int]]:
     n = len(scores)
     if n < 2:
         return []
-    d = 1.0 - np.asarray(scores, dtype=np.float64)
-    d = np.clip((d + d.T) / 2, 0.0, None)
-    np.fill_diagonal(d, 0.0)
-    labels = fcluster(linkage(squareform(d, checks=False), method="average"),
+    labels = fcluster(linkage(condensed_distances(scores), method="average"),
                       t=1.0 - threshold, criterion="distance")
     groups: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         groups.setdefault(int(label), []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def condensed_distances(scores: np.ndarray) -> np.ndarray:
+    """SciPy's condensed form (pairs i < j, row by row) of the distances 1 − score, made
+    symmetric by averaging both directions and clipped at 0, in float64. Built one row at a
+    time: as n × n float64 matrices (1 − score, its transpose sum, the clipped copy) it held
+    0.4 GB at 4,096 agents."""
+    n = len(scores)
+    out = np.empty(n * (n - 1) // 2)
+    start = 0
+    for i in range(n - 1):
+        ahead = 1.0 - np.asarray(scores[i, i + 1 :], dtype=np.float64)
+        behind = 1.0 - np.asarray(scores[i + 1 :, i], dtype=np.float64)
+        np.clip((ahead + behind) / 2, 0.0, None, out=out[start : start + n - 1 - i])
+        start += n - 1 - i
+    return out
 
 
 def cluster(E: Tensor, threshold: float, beta: float, min_rank: float,
@@ -105,8 +117,9 @@ def cluster(E: Tensor, threshold: float, beta: float, min_rank: float,
     scores = pair_scores(E, beta).numpy()
     ranks = pairwise_ranks(E).numpy()
     ranks = (ranks + ranks.T) / 2
-    gate = np.full_like(ranks, min_rank)
-    for g in members:
-        gate[np.ix_(g, g)] = min_rank if stay_rank is None else stay_rank
-    affinity = np.where(ranks >= gate, scores, 0.0)
+    affinity = np.where(ranks >= min_rank, scores, 0.0)
+    stay = min_rank if stay_rank is None else stay_rank
+    for g in members:  # their own gate, block by block (an n × n gate matrix is 64 MB at 4,096)
+        block = np.ix_(g, g)
+        affinity[block] = np.where(ranks[block] >= stay, scores[block], 0.0)
     return average_linkage(affinity, threshold), scores, ranks

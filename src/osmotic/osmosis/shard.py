@@ -18,8 +18,11 @@ from osmotic.runtime.population import Population
 
 
 def windows(series: np.ndarray, w: int) -> Tensor:
-    """Sliding windows [T − w + 1, w, k] of a [T, k] series, stride 1, in time order."""
-    return torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)).unfold(0, w, 1).transpose(1, 2)
+    """Sliding windows [..., T − w + 1, w, k] of [..., T, k] series (one, or one per agent on a
+    leading axis), stride 1, in time order: a view of the float32 series, w times smaller than
+    the windows themselves."""
+    flat = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
+    return flat.unfold(-2, w, 1).transpose(-1, -2)
 
 
 def objective(e: Tensor, preserve: Tensor, context: Tensor, alpha: float) -> Tensor:
@@ -39,10 +42,8 @@ class OsmoticShard:
             stats = [(s.mean(0), s.std(0) + 1e-8) for s in train]
             train = [(s - m) / sd for s, (m, sd) in zip(train, stats)]
             test = [(s - m) / sd for s, (m, sd) in zip(test, stats)]
-        self.windows = {
-            "train": torch.stack([windows(s, config.window) for s in train]),
-            "test": torch.stack([windows(s, config.window) for s in test]),
-        }
+        self.windows = {"train": windows(np.stack(train), config.window),  # views: see embed
+                        "test": windows(np.stack(test), config.window)}
         self.pop = Population(
             lambda: OsmoticAgent(k, config.window, config.hidden, config.dim, config.preserve,
                                  config.temperature, config.sphere, config.encoder,
@@ -62,7 +63,9 @@ class OsmoticShard:
 
         With `train`, the graph is kept for the `step` that follows (the paper's forward pass,
         then the update once the context has arrived)."""
-        x = self.windows[split][:, start:stop]
+        # The batch's windows are copied out of the series' view (B·w·k values per agent):
+        # encoders may reshape them as contiguous arrays.
+        x = self.windows[split][:, start:stop].contiguous()
         if self._needs_noise:  # evaluation draws its own noise: it must not change training
             noise = self.pop.randn(stop - start, self.config.dim,
                                    stream=None if train else f"eval:{split}:{start}")
