@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from osmotic.engines.inprocess import InProcessEngine, cpu_threads
+from osmotic.engines.inprocess import InProcessEngine, cpu_threads, trim_heap
 from osmotic.osmosis.config import OsmlConfig
 from osmotic.osmosis.diffuser import Diffuser
 from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
@@ -72,13 +72,18 @@ def _names(groups: list[list[int]], ids: list[str]) -> list[list[str]]:
 
 def embed_all(engine: Any, split: str, n_steps: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every step's embeddings [agents, steps, d] under the current models, and each agent's
-    preservation loss averaged over the steps [agents]; no training."""
-    Es, Ps = [], []
+    preservation loss averaged over the steps [agents]; no training. Each batch is written
+    into its place (a list of batches and their concatenation held the embeddings twice)."""
+    E: torch.Tensor | None = None
+    Ps = []
     for start, stop in _batches(n_steps, batch_size):
-        E, P = engine.embed(split, start, stop)
-        Es.append(E)
+        e, P = engine.embed(split, start, stop)
+        if E is None:
+            E = e.new_empty(e.shape[0], n_steps, e.shape[2])
+        E[:, start:stop] = e
         Ps.append(P * (stop - start))
-    return torch.cat(Es, dim=1), torch.stack(Ps).sum(0) / n_steps
+    assert E is not None, "embed_all needs at least one step"
+    return E, torch.stack(Ps).sum(0) / n_steps
 
 
 def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, ids: list[str]) -> dict[str, Any]:
@@ -174,6 +179,7 @@ class OsmlJob:
             E, _ = self.engine.embed("train", start, stop, train=True)
             loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
             bar.advance(self._batch_task)
+        trim_heap()  # evaluation and clustering: not on top of what training keeps
         if epoch % self.config.cluster_every == 0:
             E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size)
             self.diffuser.cluster(epoch, E)
