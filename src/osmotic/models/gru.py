@@ -22,9 +22,9 @@ from torch import Tensor, nn
 BLOCK_ELEMENTS = 1 << 22
 """Agents are run in blocks whose gate tensor [agents, T, B, 3H] holds about this many elements
 (16 MiB): the per-block temporaries (input projections in the forward, gate factors and
-gradients in the backward) then stay that size however many agents there are, where whole
-tensors cost ~0.3 MiB per agent (1.3 GB of a 4,096-agent run's peak). Agents never mix, and
-each block runs the same kernels on the same per-agent shapes (see `BLOCK_ALIGN` for the rest)."""
+gradients in the backward) then stay that size however many agents there are, where tensors
+over all agents cost ~0.4 MiB per agent (1.7 GB of a 4,096-agent run's peak). Agents never
+mix, and each block runs the same kernels on the same per-agent shapes (see `BLOCK_ALIGN`)."""
 
 BLOCK_ALIGN = 32
 """Blocks other than the last hold a multiple of this many agents. Element-wise kernels run
