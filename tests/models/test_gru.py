@@ -1,10 +1,12 @@
 """The agent-batched GRU equals torch.nn.GRU run agent by agent: outputs and gradients."""
 from __future__ import annotations
 
+import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+import osmotic.models.gru as gru
 from osmotic.models.gru import GRUEncoder, gru_sequence
 
 A, B, T, K, H = 3, 7, 5, 2, 4
@@ -74,3 +76,34 @@ def test_inference_path_equals_the_training_path() -> None:
     with torch.no_grad():
         lean = gru_sequence(*args)
     torch.testing.assert_close(lean, gru_sequence(*args), atol=1e-6, rtol=1e-6)
+
+
+def test_agents_in_blocks_give_the_same_bits_as_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many agents run in blocks of 32 (memory stays per block); on one thread every output
+    and gradient is bit for bit what one call over all agents gives, the uneven last block
+    included."""
+    g = torch.Generator().manual_seed(5)
+    n = 70  # blocks of 32, 32 and 6 agents below
+    x = torch.randn(n, B, T, K, generator=g)
+    weights = [0.5 * torch.randn(n, *s, generator=g) for s in ((3 * H, K), (3 * H, H), (3 * H,),
+                                                                (3 * H,))]
+    upstream = torch.randn(n, B, H, generator=g)
+
+    def run() -> list[Tensor]:
+        xx, *ws = (t.clone().requires_grad_(True) for t in (x, *weights))
+        h = gru_sequence(xx, *ws)
+        (h * upstream).sum().backward()
+        with torch.no_grad():
+            lean = gru_sequence(x, *weights)
+        return [h.detach(), lean, xx.grad, *(w.grad for w in ws)]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = run()
+        monkeypatch.setattr(gru, "BLOCK_ELEMENTS", T * B * 3 * H * gru.BLOCK_ALIGN)
+        assert len(gru._blocks(n, T * B * 3 * H)) == 3
+        for a, b in zip(whole, run()):
+            assert torch.equal(a, b)
+    finally:
+        torch.set_num_threads(before)
