@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-import osmotic.models.gru as gru
+from osmotic.models import gru
 from osmotic.models.gru import GRUEncoder, gru_sequence
 
 A, B, T, K, H = 3, 7, 5, 2, 4

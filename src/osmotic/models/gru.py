@@ -105,8 +105,7 @@ def _backward(grad: Tensor, w_ih: Tensor, w_hh: Tensor, saved: tuple[Tensor, ...
               x_shape: torch.Size, need_x: bool) -> tuple[Tensor | None, ...]:
     """Gradients for (x, w_ih, w_hh, b_ih, b_hh) given dL/d(final hidden state), agents in
     `_blocks`: each block's gate factors and gradients are temporaries of the block's size."""
-    xt, hs, rz, n, ghn = saved
-    A, T, B, H = n.shape
+    A, T, B, H = saved[3].shape  # n
     grads = [grad.new_empty(x_shape) if need_x else None, torch.empty_like(w_ih),
              torch.empty_like(w_hh), grad.new_empty(A, 3 * H), grad.new_empty(A, 3 * H)]
     for blk in _blocks(A, T * B * 3 * H):
