@@ -45,18 +45,24 @@ def context_accuracy(E: Tensor, groups: Sequence[Sequence[int]], beta: float = 2
             for g in groups]
 
 
+def _rank_from_signs(c: Tensor, higher: bool = True) -> Tensor:
+    """Mean over steps t of 1 − (rank of s = t)/(T − 1) for scores c [..., T (t), T (s)] of each
+    t's candidates s (`higher`: a higher score ranks first), ties other than s = t counting
+    half. One pass of signs, in place on c: Σ_s sign(c_ts − c_tt) = better − worse, so
+    1 − rank/(T − 1) = ½ − (better − worse)/(2(T − 1)) (and 1 when T = 1)."""
+    T = c.shape[-1]
+    m = max(T - 1, 1)
+    own = torch.diagonal(c, dim1=-2, dim2=-1).unsqueeze(-1).clone()
+    signs = c.sub_(own).sign_().sum((-2, -1))
+    return 1 - (T - 1) / (2 * m) - (signs if higher else -signs) / (2 * m * T)
+
+
 def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     """For each j in `js`: mean over t of 1 − (rank of s = t − 1)/(T − 1), ranking agent j's
     embeddings e_j^(s) by cosine to e_i^(t); ties share their mean rank. 0.5 is chance, and a
     constant embedding scores exactly 0.5."""
     En = F.normalize(E, dim=-1)
-    T = E.shape[1]
-    c = torch.einsum("td,jsd->jts", En[i], En[list(js)])  # [J, T, T]
-    own = torch.diagonal(c, dim1=1, dim2=2).unsqueeze(-1)  # [J, T, 1]
-    better = (c > own).to(E.dtype).sum(-1)
-    tied = (c == own).to(E.dtype).sum(-1) - 1  # ties other than s = t itself
-    rank = 1 + better + tied / 2
-    return (1 - (rank - 1) / max(T - 1, 1)).mean(-1)
+    return _rank_from_signs(torch.einsum("td,jsd->jts", En[i], En[list(js)]))  # [J, T, T]
 
 
 def pairwise_ranks(E: Tensor, max_elements: int = 1 << 22) -> Tensor:
@@ -65,23 +71,18 @@ def pairwise_ranks(E: Tensor, max_elements: int = 1 << 22) -> Tensor:
     Cosines c[i, t, j, s] = ⟨e_i^(t), e_j^(s)⟩ are computed for as many rows i at a time as fit
     in `max_elements`, into one buffer reused for every block: a fresh tensor per block paid
     its page faults again each time, three times the arithmetic at a thousand agents, and a
-    block of ~16 MiB stays in cache for the passes that follow. Each step's rank comes from one
-    pass of signs: Σ_s sign(c_ts − c_tt) = better − worse, and with ties (other than s = t)
-    counted as half, 1 − rank/(T − 1) = ½ − (better − worse)/(2(T − 1))."""
+    block of ~16 MiB stays in cache for the pass of signs that follows (`_rank_from_signs`)."""
     n, T = E.shape[0], E.shape[1]
     En = F.normalize(E, dim=-1)
     rows = max(1, max_elements // (n * T * T))
     cols = En.reshape(n * T, -1).T.contiguous()
     buf = torch.empty(min(rows, n) * T * n * T, dtype=E.dtype)
-    m = max(T - 1, 1)
     out = []
     for k in range(0, n, rows):
         r = min(rows, n - k)
         c = torch.mm(En[k : k + r].reshape(r * T, -1), cols,
                      out=buf[: r * T * n * T].view(r * T, n * T)).view(r, T, n, T)
-        own = torch.diagonal(c, dim1=1, dim2=3).transpose(1, 2).unsqueeze(-1).clone()
-        signs = c.sub_(own).sign_().sum(-1).sum(1)  # [r, n]
-        out.append(1 - (T - 1) / (2 * m) - signs / (2 * m * T))
+        out.append(_rank_from_signs(c.permute(0, 2, 1, 3)))  # [r, n]
     return torch.cat(out)
 
 
@@ -161,9 +162,7 @@ def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float
     for a in range(0, len(i), step):
         ii, jj = i[a : a + step], j[a : a + step]
         dist = torch.cdist(As[ii] @ W[ii, :, jj], target[jj])  # [pairs, S, S]
-        own = torch.diagonal(dist, dim1=1, dim2=2).unsqueeze(-1).clone()
-        closer = dist.sub_(own).neg_().sign_().sum((1, 2))  # closer − farther, as in pairwise_ranks
-        out[ii, jj] = 0.5 - closer / (2 * (S - 1) * S)
+        out[ii, jj] = _rank_from_signs(dist, higher=False)
     return out
 
 
