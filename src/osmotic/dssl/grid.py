@@ -65,6 +65,10 @@ def cell_dir(config: DsslConfig) -> str:
     return config.name if config.clients > 1 else f"{config.method}-centralised"
 
 
+def _label(config: DsslConfig) -> str:
+    return f"{cell_dir(config)} seed {config.seed}"
+
+
 def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
              show_progress: bool | None = None, limit: int | None = None,
              log: Callable[[str], None] = print, report_only: bool = False,
@@ -99,7 +103,7 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
                 todo.append((at, cfg, path, state == "interrupted"))
 
     def finished(at: int, cfg: DsslConfig, s: dict[str, Any]) -> None:
-        log(f"{cell_dir(cfg)} seed {cfg.seed}: linear {s['linear_probe_accuracy']:.3f} "
+        log(f"{_label(cfg)}: linear {s['linear_probe_accuracy']:.3f} "
             f"({s['train_seconds']:.0f} s)")
         done[at] = s
 
@@ -128,8 +132,8 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
                                   "yet finished")
                     break
                 except Exception as err:  # noqa: BLE001 (any failure: the other cells go on)
-                    failed.append(f"{cell_dir(cfg)} seed {cfg.seed} ({err!r})")
-                    log(f"{cell_dir(cfg)} seed {cfg.seed}: failed: "
+                    failed.append(f"{_label(cfg)} ({err!r})")
+                    log(f"{_label(cfg)}: failed: "
                         + "".join(traceback.format_exception(err)).rstrip())
     summaries = [done[k] for k in sorted(done)]
     write_report(out, summaries, base, data)
