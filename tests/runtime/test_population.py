@@ -57,6 +57,12 @@ def test_batched_forward_equals_the_plain_module() -> None:
         assert torch.allclose(pop(x)[i], _build()(x[i]), atol=1e-6)
 
 
+def test_building_leaves_the_global_generator_alone() -> None:
+    before = torch.random.get_rng_state()
+    Population(_build, IDS, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_noise_streams_are_per_agent() -> None:
     together = Population(_build, IDS, seed=0).randn(4, 2)
     alone = Population(_build, ["b"], seed=0).randn(4, 2)

@@ -120,7 +120,6 @@ def train_osml(config: OsmlConfig, train: Series, test: Series, *, run_dir: RunD
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
     with cpu_threads(config.threads, len(train) * config.batch_size * 3 * config.hidden):
-        torch.manual_seed(config.seed)
         engine = make_engine(config, train, test)
         try:
             job = OsmlJob(config, engine, train, test)

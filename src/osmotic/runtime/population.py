@@ -3,8 +3,9 @@
 Every agent keeps its own weights; stacking them only lets one vectorised computation evaluate
 all of them at once: the module's own `batched_forward(params, buffers, *args)` when it has one
 (written with `models.batched` layers over the agent axis), else `torch.func.vmap` over
-`functional_call` (`models.batched.batched_call`). The first is the fast path: vmap re-dispatches every small operation per call,
-which for small per-agent models costs more than the arithmetic. Nothing here mixes
+`functional_call` (`models.batched.batched_call`). The first is the fast path: vmap
+re-dispatches every small operation per call, which for small per-agent models costs more than
+the arithmetic. Nothing here mixes
 agents: gradients of the summed per-agent losses are exactly the per-agent gradients, and an
 element-wise optimizer (Adam, SGD) over the stacked tensors is exactly per-agent optimisation.
 
@@ -45,9 +46,10 @@ class Population:
         self.agent_ids = list(agent_ids)
         self.seed = seed
         modules = []
-        for aid in self.agent_ids:
-            torch.manual_seed(agent_seed(seed, aid))
-            modules.append(build())
+        with torch.random.fork_rng(devices=[]):  # seed each build without touching the caller's
+            for aid in self.agent_ids:
+                torch.manual_seed(agent_seed(seed, aid))
+                modules.append(build())
         # The template only lends its code to functional_call; its own tensors are never used.
         self.template = copy.deepcopy(modules[0]).to("meta")
         params, buffers = stack_module_state(modules)
