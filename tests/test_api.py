@@ -16,6 +16,7 @@ import osmotic.osml
 from osmotic.data.datasets import DataError, Dataset
 from osmotic.data.timeseries import write_csv
 from osmotic.holonic.config import HolonicConfig
+from osmotic.models import resolve_model
 from tests.models.usernets import TabularNet
 
 FEDAVG3 = {"holarchy": {"id": "R", "members": ["a", "b", "c"]}}
@@ -43,6 +44,18 @@ def test_holonic_run_on_arrays_with_a_model_class(tmp_path: Path) -> None:
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["participation"] == 0.67 and "arrays; test: arrays (test)" in \
         saved["data_source"]
+
+
+def test_a_model_class_defined_inside_a_function(tmp_path: Path) -> None:
+    class Local(TabularNet):
+        pass
+
+    x, y = arrays()
+    result = osmotic.holonic.run(holarchy=FEDAVG3, data=(x, y), model=Local, rounds=1,
+                                 local_epochs=1, out=tmp_path / "r", show_progress=False)
+    assert result.summary["model"].endswith("<locals>.Local")
+    with pytest.raises(ValueError, match="defined inside a function, so only the process"):
+        resolve_model("tests.elsewhere:make.<locals>.Net")
 
 
 def test_holonic_run_on_a_config_object_a_file_and_a_dataset(tmp_path: Path) -> None:

@@ -59,6 +59,9 @@ def resolve_model(name: str) -> Callable[..., nn.Module]:
         raise ModelError(f"model: unknown {name!r}; choose from {sorted(MODELS)} or give an "
                          "import path package.module:Class")
     module_name, _, attr = name.partition(":")
+    if "<locals>" in attr:
+        raise ModelError(f"model {name}: defined inside a function, so only the process that "
+                         "defined it can build it; define it at module level")
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - any failure while importing the user's module

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from osmotic.models import register_model
 from osmotic.report.rundir import RunDir
 from osmotic.settings import Settings, one_line
 
@@ -33,11 +34,15 @@ class RunResult:
 def configure(kind: type[S], config: S | None, settings: dict[str, Any]) -> S:
     """The settings of a Python API call: `config` (None: the defaults) with keyword
     `settings` on top, validated as the CLI validates them; a bad setting is one line. A class
-    or function given as `model` / `encoder` stands for its import path."""
+    or function given as `model` / `encoder` stands for its import path; one defined inside a
+    function has none, so it is registered under that name for this process (a resume in
+    another process then says where to move it)."""
     for key in MODEL_FIELDS:
         value = settings.get(key)
         if callable(value):
             settings[key] = f"{value.__module__}:{value.__qualname__}"
+            if "<locals>" in value.__qualname__:
+                register_model(settings[key], value)
     try:
         base = {} if config is None else config.model_dump()
         return kind.model_validate({**base, **settings})
