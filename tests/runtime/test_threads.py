@@ -51,18 +51,37 @@ def test_results_do_not_depend_on_the_thread_count(steps) -> None:
 def test_auto_uses_idle_cores_for_large_steps_only(monkeypatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))  # an idle machine
+    monkeypatch.setattr(inprocess, "busy_elsewhere", lambda _: 0.3)  # an idle machine
     assert auto_threads(PARALLEL_GRAIN) == 1
     assert auto_threads(None) == auto_threads(100 * PARALLEL_GRAIN) == cores
-    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 5.0, 0.0, 0.0))  # a busy one
+    monkeypatch.setattr(inprocess, "busy_elsewhere", lambda _: cores + 5.0)  # a busy one
     assert auto_threads(None) == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr(inprocess, "busy_elsewhere", lambda _: 0.3)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning threads: never more than one
     assert auto_threads(None) == 1
     before = torch.get_num_threads()
     with cpu_threads(3):
         assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
+
+
+def test_busy_elsewhere_leaves_out_this_process(monkeypatch) -> None:
+    """Two cores, 0.2 s = 20 ticks each: 30 busy ticks are 1.5 cores; 0.1 s of this process's
+    own CPU time in the window is half a core of them."""
+    ticks = iter([(100, 400), (130, 440)])
+    clock = iter([5.0, 5.1])
+    monkeypatch.setattr(inprocess, "_cpu_jiffies", lambda _: next(ticks))
+    monkeypatch.setattr(inprocess.time, "process_time", lambda: next(clock))
+    monkeypatch.setattr(inprocess.time, "sleep", lambda _: None)
+    assert inprocess.busy_elsewhere([0, 1], window=0.2) == pytest.approx(1.0)
+    monkeypatch.setattr(inprocess, "_cpu_jiffies", lambda _: (_ for _ in ()).throw(OSError()))
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.7, 0.0, 0.0))  # no /proc/stat
+    assert inprocess.busy_elsewhere([0, 1]) == 1.7
+
+
+def test_busy_elsewhere_reads_this_machine() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    assert 0.0 <= inprocess.busy_elsewhere(cores, window=0.05) <= len(cores) + 0.5
 
 
 def test_nested_blocks_keep_the_heap_until_the_outermost_exits(monkeypatch) -> None:

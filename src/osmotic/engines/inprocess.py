@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
@@ -17,19 +18,50 @@ use a second thread, so a run whose per-step tensors are all smaller gains nothi
 
 
 def auto_threads(work: int | None = None) -> int:
-    """The `threads: 0` (auto) choice: the cores this process may use that other jobs leave idle
-    (its CPU affinity minus the 1-minute load average, at least one) when a step's largest
-    tensor (`work` elements; None: large) spans several grains and idle OpenMP threads sleep
-    (`OMP_WAIT_POLICY=PASSIVE`, which importing osmotic before torch sets); else one thread.
-    With spinning threads, a busy 2-core machine ran two threads 7-20x slower than one; with
-    sleeping ones, no faster than one (each step waits for the slower thread's core)."""
+    """The `threads: 0` (auto) choice: the cores this process may use that other processes
+    leave idle (`busy_elsewhere`; at least one) when a step's largest tensor (`work` elements;
+    None: large) spans several grains and idle OpenMP threads sleep (`OMP_WAIT_POLICY=PASSIVE`,
+    which importing osmotic before torch sets); else one thread. With spinning threads, a busy
+    2-core machine ran two threads 7-20x slower than one; with sleeping ones, no faster than
+    one (each step waits for the slower thread's core)."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     if not passive or (work is not None and work < 4 * PARALLEL_GRAIN):
         return 1
     affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0  # not on Windows
-    return max(1, min(cores, cores - int(load)))
+    cores = sorted(affinity(0)) if affinity else list(range(os.cpu_count() or 1))
+    return max(1, min(len(cores), len(cores) - round(busy_elsewhere(cores))))
+
+
+def _cpu_jiffies(cores: Sequence[int]) -> tuple[int, int]:
+    """(busy, total) clock ticks so far of `cores`, from /proc/stat (Linux)."""
+    wanted = {f"cpu{c}" for c in cores}
+    busy = total = 0
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            name, *ticks = line.split()
+            if name in wanted:  # user nice system idle iowait irq softirq steal (guest: in user)
+                t = [int(x) for x in ticks[:8]]
+                busy, total = busy + sum(t) - t[3] - t[4], total + sum(t)
+    return busy, total
+
+
+def busy_elsewhere(cores: Sequence[int], window: float = 0.1) -> float:
+    """How many of `cores` other processes keep busy: their busy ticks over `window` seconds
+    less this process's own CPU time (Linux), else the 1-minute load average. The load average
+    counts this process's own recent work too, so a second run in one Python session (or a
+    benchmark's next size) saw its own first run as another job and took one thread."""
+    try:
+        busy0, total0 = _cpu_jiffies(cores)
+        own0 = time.process_time()
+        time.sleep(window)
+        busy1, total1 = _cpu_jiffies(cores)
+        own = time.process_time() - own0
+    except (OSError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0  # not on Windows
+    if total1 <= total0:
+        return 0.0
+    ticks_per_core = (total1 - total0) / len(cores)
+    return max(0.0, (busy1 - busy0) / ticks_per_core - own / window)
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
