@@ -50,6 +50,21 @@ class Settings(BaseModel):
             return "finished"
         return "interrupted" if (rd / CHECKPOINT).is_file() else "new"
 
+    def find_run(self, run_dir: str | Path) -> tuple[Path, Literal["finished", "interrupted", "new"]]:
+        """Where a grid keeps this experiment's run: `run_dir` or, when that holds another
+        experiment, the sibling (`name-1`, `name-2`, ... as `RunDir` names them) that holds a
+        finished or interrupted run of this one, else the first free name. Looking only at
+        `run_dir` re-ran a finished cell on every call once another run held its folder."""
+        base = path = Path(run_dir)
+        n = 0
+        while path.exists():
+            state = self.run_state(path)
+            if state != "new":
+                return path, state
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path, "new"
+
 
 def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:
     """A YAML file of settings as a dict (an empty file: {}), or one line (`error`) naming the

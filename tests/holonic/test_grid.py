@@ -24,8 +24,13 @@ def test_grid_writes_comparison_and_resumes(tmp_path: Path, monkeypatch: pytest.
     assert grid.run_grid(base, tmp_path, False, ("2L", "1P"), ("eqniid",)) == first
 
 
-def test_grid_reruns_a_cell_whose_settings_changed(tmp_path: Path) -> None:
+def test_grid_reruns_a_cell_whose_settings_changed(tmp_path: Path, monkeypatch) -> None:
     base = HolonicConfig(structure="1P", rounds=1, local_epochs=1, holdout=100, pool_size=60)
     grid.run_grid(base, tmp_path, False, ("1P",), ("eqniid",))
-    again = grid.run_grid(base.with_overrides(lr=0.05), tmp_path, False, ("1P",), ("eqniid",))
+    changed = base.with_overrides(lr=0.05)
+    again = grid.run_grid(changed, tmp_path, False, ("1P",), ("eqniid",))
     assert again[0]["run_dir"] == str(tmp_path / "1P-eqniid-1")  # written beside, not reused
+    monkeypatch.setattr(grid, "run", lambda *a, **k: pytest.fail("the run beside was re-run"))
+    assert grid.run_grid(changed, tmp_path, False, ("1P",), ("eqniid",)) == again
+    assert grid.run_grid(base, tmp_path, False, ("1P",), ("eqniid",))[0]["run_dir"] == \
+        str(tmp_path / "1P-eqniid")

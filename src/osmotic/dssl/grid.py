@@ -88,8 +88,7 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
     for cell in cells(base)[:limit]:
         for seed in seeds:
             cfg = cell.with_overrides(seed=seed)
-            path = out / f"seed{seed}" / cell_dir(cfg)
-            state = cfg.run_state(path)
+            path, state = cfg.find_run(out / f"seed{seed}" / cell_dir(cfg))
             at = len(done) + len(todo)
             if state == "finished":
                 # where it is now (a grid folder may have been moved or copied)
@@ -98,8 +97,6 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
             elif not report_only:
                 if state == "interrupted":
                     log(f"{path}: interrupted; resuming from its checkpoint")
-                elif path.exists():
-                    log(f"{path}: different settings; this run goes beside it")
                 todo.append((at, cfg, path, state == "interrupted"))
 
     def finished(at: int, cfg: DsslConfig, s: dict[str, Any]) -> None:

@@ -36,8 +36,7 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
     for dist in distributions:
         for s in structures:
             cfg = base.with_overrides(structure=s, distribution=dist)
-            cell = out / f"{s}-{dist}"
-            state = cfg.run_state(cell)
+            cell, state = cfg.find_run(out / f"{s}-{dist}")
             if state == "finished":
                 summaries.append(json.loads((cell / "summary.json").read_text()))
             else:
