@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from osmotic.dssl.objectives import (
     MAE,
+    MAR,
     VISIBLE,
     SimSiamNet,
     gamma_at,
@@ -103,3 +104,16 @@ def test_gamma_cosine_schedule() -> None:
     assert gamma_at(10, 10) == pytest.approx(1e-3)
     assert gamma_at(4, 10) > gamma_at(5, 10)
     assert gamma_at(7, 10, schedule="constant") == 0.1
+
+
+def test_mar_state_round_trip_and_a_rewind_to_before_the_first_exchange() -> None:
+    mar, ids = MAR("reference"), ["a", "b"]
+    mar.set_reference(torch.randn(2, 4, 3))
+    mar.set_anchor({"w": torch.randn(2, 5)})
+    saved = mar.state(ids)
+    other = MAR("reference")
+    other.load_state(saved, ids)
+    assert torch.equal(other.reference, mar.reference) and torch.equal(other.anchor["w"],
+                                                                       mar.anchor["w"])
+    mar.load_state({}, ids)  # the round-0 checkpoint: nothing exchanged yet
+    assert mar.reference is None and mar.anchor is None

@@ -160,11 +160,12 @@ class MAE(_SSL):
 
     def loss(self, pop: Population, x: Tensor, y: Tensor, weight: Tensor,
              agents: Tensor) -> Tensor:
-        return self.mean(self.forward(pop, x, agents)[0], weight)
+        return self.mean(pop(x, self.orders(pop, x, agents), agents=agents)[0], weight)
 
-    def forward(self, pop: Population, x: Tensor, agents: Tensor) -> tuple[Tensor, Tensor]:
-        order = mask_orders([pop.generators[i] for i in agents.tolist()], x.shape[1])
-        return pop(x, order, agents=agents)
+    @staticmethod
+    def orders(pop: Population, x: Tensor, agents: Tensor) -> Tensor:
+        """This step's patch orders, drawn from the generators of the clients at `agents`."""
+        return mask_orders([pop.generators[i] for i in agents.tolist()], x.shape[1])
 
 
 class MAR(MAE):
@@ -172,7 +173,9 @@ class MAR(MAE):
 
     Target `reference`: latents other clients sent (`set_reference`, [clients, R, d]; none
     before the first exchange, so round 1 is plain MAE). Target `model`: the latents of the
-    same visible patches under the model the client last received (`set_anchor`), detached."""
+    same visible patches under the model the client last received (`set_anchor`), detached.
+    The MMD sees a batch's padding rows too (epochs counted): they repeat the client's own
+    samples, so they reweight its latents rather than add foreign ones."""
 
     name = "mar"
 
@@ -192,7 +195,7 @@ class MAR(MAE):
 
     def loss(self, pop: Population, x: Tensor, y: Tensor, weight: Tensor,
              agents: Tensor) -> Tensor:
-        order = mask_orders([pop.generators[i] for i in agents.tolist()], x.shape[1])
+        order = self.orders(pop, x, agents)
         per_sample, latent = pop(x, order, agents=agents)
         loss = self.mean(per_sample, weight)
         if self.gamma == 0:
@@ -226,6 +229,8 @@ class MAR(MAE):
         return out
 
     def load_state(self, state: dict[str, Tensor], ids: list[str]) -> None:
+        """What `state` saved, and nothing else: a rewind to round 0 drops a later reference."""
+        self.reference = self.anchor = None
         if f"{ids[0]}/mar/reference" in state:
             self.reference = torch.stack([state[f"{a}/mar/reference"] for a in ids])
         prefix = f"{ids[0]}/mar/anchor."
