@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from osmotic.cli import main
+from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAE, SimSiam
 from osmotic.dssl.run import SUMMARY_KEYS, load_data, run
 from osmotic.holonic.trainer import LocalTrainer
@@ -102,7 +103,24 @@ def test_bad_settings_are_one_line(capsys: pytest.CaptureFixture) -> None:
     for args, message in [(["--method", "byol"], "method"), (["--backbone", "rnn"], "backbone"),
                           (["--framework", "decl", "--degree", "20"], "degree 20"),
                           (["--framework", "decl", "--clients", "5", "--degree", "3"], "odd"),
-                          (["--partition", "dirichlet", "--alpha", "0"], "alpha")]:
+                          (["--partition", "dirichlet", "--alpha", "0"], "alpha"),
+                          (["--seed", "-1"], "seed")]:
         assert main(["dssl", "run", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
+    for args, message in [(["--limit", "-2"], "--limit"), (["--seeds", "0", "0"], "--seeds"),
+                          (["--workers", "0"], "--workers")]:
+        assert main(["dssl", "reproduce", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+
+
+def test_settings_by_file_or_api_and_their_checks() -> None:
+    epochs = DsslConfig.validated({"local_epochs": 2}, "run.yaml")
+    assert (epochs.local_steps, epochs.local_epochs) == (None, 2)
+    assert DsslConfig().local_steps == 20
+    for data, message in [({"local_epochs": 2, "local_steps": 5}, "not both"),
+                          ({"mar_gamma_min": 0.5, "mar_gamma_max": 0.1}, "mar_gamma_min 0.5"),
+                          ({"seed": -1}, "seed")]:
+        with pytest.raises(ValueError, match=message):
+            DsslConfig.validated(data, "run.yaml")

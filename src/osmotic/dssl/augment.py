@@ -1,8 +1,9 @@
 """SimSiam's augmentations with torch operations only (no torchvision), batched.
 
 Per image: a random affine crop (scale 0.6–1, i.e. a zoom into 60–100 % of the image, rotation
-±0.3 rad, shift ±20 %) through `affine_grid`/`grid_sample`, Gaussian pixel noise (σ 0.2) and,
-with probability 0.5, an 8×8 square erased. The random numbers come from the generator of the
+±0.3 rad, shift ±0.2 in `affine_grid` units, i.e. ±10 % of the side) through
+`affine_grid`/`grid_sample`, Gaussian pixel noise (σ 0.2) and, with probability 0.5, an 8×8
+square erased. The random numbers come from the generator of the
 agent that owns the image, so an agent's views do not depend on who is batched with it.
 Images are standardised MNIST; geometry and erasing work on raw pixels (background 0).
 """

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +97,17 @@ def _run(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from osmotic.cli import CliError
     from osmotic.dssl.grid import CellsFailed, run_grid
+    from osmotic.engines.inprocess import usable_cores
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = args.workers or max(1, (cores or 1) // base.threads)
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise CliError(f"--seeds must be distinct and non-negative, got {args.seeds}")
+    workers = args.workers or max(1, len(usable_cores()) // base.threads)
     try:
         summaries = run_grid(base, out, args.seeds, limit=args.limit,
                              report_only=args.report_only, workers=workers)

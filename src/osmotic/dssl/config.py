@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from osmotic.models import BACKBONES
-from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import Settings, one_line, read_mapping
 
 ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
@@ -34,8 +33,8 @@ class DsslConfig(Settings):
     partition: Literal["iid", "dirichlet"] = "iid"
     alpha: float = Field(1.0, gt=0, description="Dirichlet concentration over labels")
     rounds: int = Field(40, ge=1)
-    local_steps: int | None = Field(20, ge=1, description="local steps per round, the same "
-                                    "for every client")
+    local_steps: int | None = Field(None, ge=1, description="local steps per round, the same "
+                                    "for every client (default 20 unless local_epochs is set)")
     local_epochs: int | None = Field(None, ge=1, description="local epochs per round instead "
                                      "of steps (a large client then trains more)")
     batch_size: int = Field(32, ge=2)
@@ -54,9 +53,6 @@ class DsslConfig(Settings):
         "model", description="MAR's alignment target: the latents of the same patches under "
         "the model the client received (model; README: 0.798 against 0.738 for reference at "
         "IID, seed 0) or latents sent by the other clients (reference)")
-    mar_reference: str = Field("union", description="how a head turns its members' latents "
-                               "into the reference set: their union, or a strategy of "
-                               "runtime/strategies.py applied latent by latent")
     probe_every: int | None = Field(None, ge=1, description="linear probe every N rounds "
                                     "(default: the last round only)")
     client_probes: int = Field(5, ge=1, description="DecL: probe at most this many clients' "
@@ -67,7 +63,7 @@ class DsslConfig(Settings):
     holdout: int = Field(1000, ge=1, description="test hold-out from the pool without IDX test")
     pool_size: int | None = Field(None, ge=1, description="a stratified subset of the pool "
                                   "(quick looks, tests)")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     threads: int = Field(1, ge=1, description="CPU threads per process")
     engine: Literal["inprocess", "ray"] = "inprocess"
     actors: int | None = Field(None, ge=1)
@@ -87,21 +83,24 @@ class DsslConfig(Settings):
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone: unknown {self.backbone!r}; choose from "
                              f"{sorted(BACKBONES)}")
-        if self.method in ("mae", "mar") and self.backbone != "vit" and \
-                not hasattr(BACKBONES[self.backbone], "encode"):
+        build = BACKBONES[self.backbone]  # a class can be checked now; a factory when built
+        if self.method in ("mae", "mar") and isinstance(build, type) and \
+                not hasattr(build, "encode"):
             raise ValueError(f"method {self.method} masks patches and needs a backbone with "
                              f"encode(x, keep) (vit); {self.backbone} has none")
-        if (self.local_steps is None) == (self.local_epochs is None):
-            raise ValueError("give local work as exactly one of local_steps and local_epochs")
+        if self.local_steps is None and self.local_epochs is None:
+            self.local_steps = 20
+        if self.local_steps is not None and self.local_epochs is not None:
+            raise ValueError("give local work as one of local_steps and local_epochs, not both")
         if self.framework == "decl" and not 1 <= self.degree < self.clients:
             raise ValueError(f"degree {self.degree} must be between 1 and clients - 1 = "
                              f"{self.clients - 1}")
         if self.framework == "decl" and self.clients * self.degree % 2:
             raise ValueError(f"no {self.degree}-regular graph on {self.clients} clients exists "
                              f"(clients x degree = {self.clients * self.degree} is odd)")
-        if self.mar_reference != "union" and self.mar_reference not in STRATEGIES:
-            raise ValueError(f"mar_reference: unknown {self.mar_reference!r}; choose union or "
-                             f"one of {sorted(STRATEGIES)}")
+        if self.mar_gamma_min > self.mar_gamma_max:
+            raise ValueError(f"mar_gamma_min {self.mar_gamma_min} is above mar_gamma_max "
+                             f"{self.mar_gamma_max}")
         return self
 
     def same_experiment(self, other: DsslConfig) -> bool:

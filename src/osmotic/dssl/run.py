@@ -3,9 +3,9 @@ training and averaging (FL: FedAvg; DecL: neighbours on a random regular graph),
 exchange, representation drift, and linear / kNN probes of the result.
 
 Run directory (shared layout): `config.yaml`, `metrics.jsonl` (one line per round),
-`summary.json` (stable keys, see `SUMMARY_KEYS`), `partition.json`, `models/final.safetensors`
-(the evaluated model(s), flat), `features.npz`-free plots under `plots/`, and
-`checkpoint.safetensors` for `osmotic resume`.
+`summary.json` (the stable keys `SUMMARY_KEYS`, and a few more: see the README),
+`partition.json`, `models/final.safetensors` (the evaluated model(s), flat), plots under
+`plots/`, and `checkpoint.safetensors` for `osmotic resume`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 from osmotic.runtime.lifecycle import Lifecycle, resumable
 from osmotic.runtime.population import Population
-from osmotic.runtime.strategies import make_strategy
 
 SUMMARY_KEYS = ("method", "framework", "degree", "clients", "partition", "alpha", "rounds",
                 "linear_probe_accuracy", "knn_accuracy", "client_linear_probe_accuracy",
@@ -89,6 +88,14 @@ class Prober:
         return out
 
 
+def union(latents: Tensor) -> Tensor:
+    """A head's MAR reference set from its members' latents [members, m, d]: all of them,
+    [members · m, d]. Not a strategy of runtime/strategies.py: those combine the members'
+    arrays row by row, and row k of one client's latents is not the same image as row k of
+    another's."""
+    return latents.reshape(-1, latents.shape[-1])
+
+
 class DsslJob:
     """One round per unit: local training, drift, averaging, MAR exchange (a lifecycle `Job`)."""
 
@@ -101,8 +108,6 @@ class DsslJob:
         self.train_seconds = 0.0
         self.models: Tensor | None = None
         self.exchange = config.method == "mar" and config.mar_target == "reference"
-        self.head = None if config.mar_reference == "union" else make_strategy(
-            config.mar_reference)
 
     def work(self) -> dict[str, int | None]:
         return {"epochs": self.config.local_epochs, "steps": self.config.local_steps}
@@ -148,21 +153,17 @@ class DsslJob:
         size = m * d * lat.element_size()
         index = {t: i for i, t in enumerate(self.terminals)}
         if c.framework == "fl":
-            ref = self.aggregate(lat).expand(n, -1, -1)
+            ref = union(lat).expand(n, -1, -1)
             self.latent_messages += 2 * n  # up to the server, a reference set back down
             self.latent_bytes += n * size + n * ref[0].numel() * lat.element_size()
         else:
             groups = [sorted([i] + [index[j] for j in self.h.neighbours(t)])
                       for i, t in enumerate(self.terminals)]  # clients in order, as FL's
-            ref = torch.stack([self.aggregate(lat[grp]) for grp in groups])
+            ref = torch.stack([union(lat[grp]) for grp in groups])
             sent = sum(len(grp) - 1 for grp in groups)
             self.latent_messages += sent
             self.latent_bytes += sent * size
         self.engine.set_reference(ref.contiguous().numpy())
-
-    def aggregate(self, lat: Tensor) -> Tensor:
-        """Members' latents [members, m, d] → a reference set: their union, or a strategy."""
-        return lat.reshape(-1, lat.shape[-1]) if self.head is None else self.head.aggregate(lat)
 
     def traffic(self) -> dict[str, int]:
         t = self.schedule.traffic.totals()

@@ -27,9 +27,14 @@ def auto_threads(work: int | None = None) -> int:
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     if not passive or (work is not None and work < 4 * PARALLEL_GRAIN):
         return 1
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    cores = sorted(affinity(0)) if affinity else list(range(os.cpu_count() or 1))
+    cores = usable_cores()
     return max(1, min(len(cores), len(cores) - round(busy_elsewhere(cores))))
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its CPU affinity on Linux, else all of them)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return sorted(affinity(0)) if affinity else list(range(os.cpu_count() or 1))
 
 
 def _cpu_jiffies(cores: Sequence[int]) -> tuple[int, int]:

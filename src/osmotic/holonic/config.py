@@ -58,7 +58,7 @@ class HolonicConfig(Settings):
                                         "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="CPU threads for tensor operations, per process; "
                          "0: the idle cores (one per Ray actor)")
     engine: Literal["inprocess", "ray"] = "inprocess"

@@ -69,7 +69,7 @@ class OsmlConfig(Settings):
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, description="CPU threads for tensor operations; 0: the idle "
                          "cores when agents x batch x 3·hidden is large enough to split, else 1 "
                          "(ours)")
