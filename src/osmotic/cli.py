@@ -24,14 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"osmotic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_osml(sub)
-    try:
-        from osmotic.holonic.cli import add_commands as add_holonic
-    except ImportError:  # the holonic mode is optional until it lands
-        add_holonic = None
-    if add_holonic is not None:
-        add_holonic(sub)
     from osmotic.dssl.cli import add_commands as add_dssl
+    from osmotic.holonic.cli import add_commands as add_holonic
 
+    add_holonic(sub)
     add_dssl(sub)
     resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     resume.add_argument("run_dir", help="the run's directory (holds config.yaml)")

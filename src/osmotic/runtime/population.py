@@ -109,13 +109,6 @@ class Population:
                 v.copy_(flat[:, offset : offset + n].reshape(v.shape))
                 offset += n
 
-    def state(self, ids: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """Parameters and buffers, stacked, optionally for a subset of agents (for saving)."""
-        idx = None if ids is None else torch.tensor([self.agent_ids.index(a) for a in ids])
-        out = {**{f"param.{k}": v.detach() for k, v in self.params.items()},
-               **{f"buffer.{k}": v for k, v in self.buffers.items()}}
-        return {k: (v if idx is None else v[idx]).clone() for k, v in out.items()}
-
     def agent_state(self) -> dict[str, Tensor]:
         """Parameters, buffers and noise-generator state keyed `<agent>/<kind>/<name>`, so a
         checkpoint can be loaded into any grouping of the same agents (any number of actors)."""
