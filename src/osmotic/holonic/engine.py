@@ -8,25 +8,36 @@ the new parameters down. Seeds are per terminal, so `--actors` changes no number
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from osmotic.data.datasets import Split
-from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.trainer import Terminals
 
 
-def make_terminals(config: HolonicConfig, ids: Sequence[str], init: Tensor, pool: Split,
+class TerminalSettings(Protocol):
+    """What `make_terminals` reads of a run's settings (a `HolonicConfig`, a `DsslConfig`)."""
+
+    engine: str
+    actors: int | None
+    ray_address: str | None
+    threads: int
+    restart_failed: bool
+    batch_size: int
+    lr: float
+    seed: int
+
+
+def make_terminals(config: TerminalSettings, ids: Sequence[str], init: Tensor, pool: Split,
                    parts: Sequence[np.ndarray], *, model: Callable[[], nn.Module],
                    host: type[Terminals] = Terminals, ray_host: type[RayTerminals] | None = None,
                    **trainer: Any) -> Any:
     """`host` (default `Terminals`) of architecture `model` for all of `ids` in this process, or
     `ray_host` (default `RayTerminals`) over actors. `trainer` options go to each
-    `LocalTrainer` (objective, optimiser): how D-SSL reuses this with clients of its own.
-    `config` needs the engine fields, batch_size, lr and seed."""
+    `LocalTrainer` (objective, optimiser): how D-SSL reuses this with clients of its own."""
     part_of = dict(zip(ids, parts, strict=True))
 
     def build(chunk: list[str], share: Callable[[Any], Any] = _same,
