@@ -106,6 +106,17 @@ def summary(labels: Sequence[int] | np.ndarray, parts: Sequence[np.ndarray],
     return rows
 
 
+def record(labels: Sequence[int] | np.ndarray, parts: Sequence[np.ndarray], ids: Sequence[str],
+           folder: Path, plots: Path, title: str) -> None:
+    """A run's record of who holds what: `partition.json` in `folder` (see `summary`) and
+    `partition.png` in `plots`."""
+    from osmotic.report.rundir import write_json
+
+    rows = summary(labels, parts, ids)
+    write_json(folder / "partition.json", rows)
+    plot_summary(rows, plots / "partition.png", title)
+
+
 def plot_summary(rows: Sequence[dict[str, object]], path: str | Path, title: str = "") -> None:
     """Stacked bars: samples per class held by each agent (who holds what, at a glance)."""
     from matplotlib import colormaps

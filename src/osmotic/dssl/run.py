@@ -34,9 +34,7 @@ from osmotic.holonic.schedule import SyncSchedule
 from osmotic.models import BACKBONES
 from osmotic.models.vit import TOKENS
 from osmotic.report import RunDir
-from osmotic.report.rundir import write_json
 from osmotic.runtime.lifecycle import Lifecycle, resumable
-from osmotic.runtime.population import Population
 
 SUMMARY_KEYS = ("method", "framework", "degree", "clients", "partition", "alpha", "rounds",
                 "linear_probe_accuracy", "knn_accuracy", "client_linear_probe_accuracy",
@@ -208,14 +206,11 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
     if not resume:
         rd.write_config({"mode": "dssl", **config.model_dump(), "data": data.source,
                          "graph": [list(e) for e in holarchy.edges]})
-        rows = partitions.summary(data.train.labels.numpy(), parts, terminals)
-        write_json(rd.file("partition.json"), rows)
-        partitions.plot_summary(rows, rd.plots / "partition.png",
-                                f"{config.partition}: samples per class per client")
+        partitions.record(data.train.labels.numpy(), parts, terminals, rd.path, rd.plots,
+                          f"{config.partition}: samples per class per client")
     build = module_builder(config)
-    init = Population(build, [holarchy.root], config.seed).flat()[0]
-    weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
-    schedule = SyncSchedule(holarchy, weights, 1, init)
+    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, budget=1)
+    init = schedule.init
     prober = Prober(build(), data, config.seed)
     pick = np.random.default_rng(config.seed).choice(len(data.train), config.drift_batch,
                                                      replace=len(data.train) < config.drift_batch)

@@ -33,7 +33,6 @@ from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers, resumable
-from osmotic.runtime.population import Population
 
 
 def load_data(config: HolonicConfig) -> Dataset:
@@ -78,10 +77,8 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
     if not resume:
         _describe(rd, config, holarchy, data, parts, in_memory)
 
-    # Every terminal starts from the same weights: those the root's seed draws.
-    init = Population(build, [holarchy.root], config.seed).flat()[0]
-    weights = holarchy.weights({t: len(p) for t, p in zip(terminals, parts, strict=True)})
-    schedule = SyncSchedule(holarchy, weights, config.budget, init)
+    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget)
+    init = schedule.init
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
     participation = Participation(holarchy, config.participation, config.dropout_rate,
                                   config.seed)
@@ -131,10 +128,8 @@ def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: Datas
     rd.write_config({"mode": "holonic", **config.model_dump(),
                      "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
                      "data_in_memory": in_memory})
-    rows = partitions.summary(data.train.labels.numpy(), parts, holarchy.terminals())
-    write_json(rd.file("partition.json"), rows)
-    partitions.plot_summary(rows, rd.plots / "partition.png",
-                            f"{config.distribution}: samples per class per terminal")
+    partitions.record(data.train.labels.numpy(), parts, holarchy.terminals(), rd.path, rd.plots,
+                      f"{config.distribution}: samples per class per terminal")
     draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
 

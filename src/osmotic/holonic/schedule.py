@@ -21,15 +21,15 @@ Models are flat parameter vectors; averaging uses the package's "mean" strategy.
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from osmotic.holonic.holarchy import Holarchy
-from osmotic.runtime.population import agent_seed
+from osmotic.runtime.population import Population, agent_seed
 from osmotic.runtime.strategies import make_strategy
 
 DIRECTIONS = ("horizontal", "vertical")
@@ -106,8 +106,18 @@ class SyncSchedule:
         self.models: dict[str, Tensor] = {h: init.clone() for h in holarchy.nonterminals()}
         self.used = dict.fromkeys(self.models, 0)
         self.reports: dict[str, dict[str, Tensor]] = {h: {} for h in self.models}
+        self.init = init
         self.traffic = Traffic(holarchy.preorder(), init.numel() * init.element_size())
         self._mean = make_strategy("mean")
+
+    @classmethod
+    def starting(cls, holarchy: Holarchy, build: Callable[[], nn.Module],
+                 parts: Sequence[np.ndarray], seed: int, budget: int) -> SyncSchedule:
+        """The schedule of a fresh run: every holon starts from the weights the root's seed
+        draws (`init`), and a terminal weighs by its data size (`parts`, in terminal order)."""
+        init = Population(build, [holarchy.root], seed).flat()[0]
+        sizes = {t: len(p) for t, p in zip(holarchy.terminals(), parts, strict=True)}
+        return cls(holarchy, holarchy.weights(sizes), budget, init)
 
     def _average(self, ids: Sequence[str], models: dict[str, Tensor]) -> Tensor:
         """Paper Eq. 12: models of `ids` weighted by their data sizes."""
