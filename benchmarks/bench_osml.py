@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from common import machine_line, per_op_us
 from torch import nn
 
-import osmotic  # noqa: F401  (first: it sets the OpenMP wait policy before torch loads)
+import osmotic  # noqa: F401
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import Series, load_pair
 from osmotic.engines.inprocess import auto_threads
@@ -207,7 +207,10 @@ def epoch_breakdown(start: float, marks: list[tuple[float, float]]) -> dict[str,
 def run_worker(replicas: int, epochs: int) -> dict[str, Any]:
     """`scaling_worker` in a fresh interpreter, so max RSS belongs to that size alone."""
     cmd = [sys.executable, __file__, "--worker", str(replicas), "--epochs", str(epochs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # The worker imports torch before osmotic (import order), too late for osmotic to set
+    # OpenMP's wait policy: without it `auto` never used a second thread in these rows.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"scaling worker ({replicas} replicas) failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
