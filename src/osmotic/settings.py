@@ -55,15 +55,11 @@ class Settings(BaseModel):
         experiment, the sibling (`name-1`, `name-2`, ... as `RunDir` names them) that holds a
         finished or interrupted run of this one, else the first free name. Looking only at
         `run_dir` re-ran a finished cell on every call once another run held its folder."""
-        base = path = Path(run_dir)
-        n = 0
-        while path.exists():
-            state = self.run_state(path)
-            if state != "new":
-                return path, state
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        return path, "new"
+        from osmotic.report.rundir import siblings
+
+        # the first sibling that is free (None) or holds this experiment (not "new")
+        states = ((p, self.run_state(p) if p.exists() else None) for p in siblings(Path(run_dir)))
+        return next((p, state or "new") for p, state in states if state != "new")
 
 
 def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:

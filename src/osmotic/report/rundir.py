@@ -9,10 +9,12 @@ A directory that already holds a `summary.json` is never overwritten: a new run 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +43,20 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def siblings(path: Path) -> Iterator[Path]:
+    """`path`, then the names a new run takes beside it (`name-1`, `name-2`, ...)."""
+    yield path
+    yield from (path.with_name(f"{path.name}-{n}") for n in itertools.count(1))
+
+
 class RunDir:
     """The output folder of one run."""
 
     def __init__(self, path: str | Path, *, fresh: bool = True):
         path = Path(path)
         if fresh and (path / "summary.json").exists():
-            base, n = path, 1
-            while (path := base.with_name(f"{base.name}-{n}")).exists():
-                n += 1
+            base = path
+            path = next(p for p in siblings(base) if not p.exists())
             print(f"{base} already holds results; writing this run to {path}", file=sys.stderr)
         self.path = path
         self.path.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ all of them at once: the module's own `batched_forward(params, buffers, *args)` 
 (written with `models.batched` layers over the agent axis), else `torch.func.vmap` over
 `functional_call` (`models.batched.batched_call`). The first is the fast path: vmap
 re-dispatches every small operation per call, which for small per-agent models costs more than
-the arithmetic. Nothing here mixes
-agents: gradients of the summed per-agent losses are exactly the per-agent gradients, and an
-element-wise optimizer (Adam, SGD) over the stacked tensors is exactly per-agent optimisation.
+the arithmetic. Nothing here mixes agents: gradients of the summed per-agent losses are exactly
+the per-agent gradients, and an element-wise optimizer (Adam, SGD) over the stacked tensors is
+exactly per-agent optimisation.
 
 Randomness is per agent, never per batch of agents: initial weights and any noise an agent
 draws come from a generator seeded by (run seed, agent id), so the numbers an agent sees do not
