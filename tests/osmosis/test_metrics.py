@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
 
 from osmotic.osmosis.metrics import (
     _mapped_one_way,
@@ -102,17 +104,42 @@ def test_rank_score_samples_pairs_only_beyond_max_pairs():
     assert rank_score(E, [list(range(12))], max_pairs=40, seed=1) == sampled  # seeded
 
 
-@pytest.mark.parametrize("max_elements", [1, 3024, 1 << 22])  # 1, 3 (and a remainder), 7 rows
-def test_pairwise_ranks_equal_rank_scores_pair_by_pair(max_elements: int) -> None:
-    """The one-pass sign count over a reused buffer gives every ordered pair's rank score,
-    ties included (a collapsed agent ties every step), whatever the block size."""
+def test_pairwise_ranks_equal_rank_scores_pair_by_pair() -> None:
+    """The compiled sign count gives every ordered pair's rank score, ties included (a
+    collapsed agent ties every step), the same on one thread or two, and leaves torch's
+    thread count as it was."""
     E = torch.randn(7, 12, 5, generator=torch.Generator().manual_seed(0))
     E[2] = 1.0
     E[4, 3] = E[4, 5]  # two equal steps: a tie inside one agent
-    got = pairwise_ranks(E, max_elements)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        got = pairwise_ranks(E)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert torch.equal(pairwise_ranks(E), got)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     want = torch.stack([rank_scores(E, i, range(7)) for i in range(7)])
     assert torch.allclose(got, want, atol=1e-6)
     assert torch.allclose(got.diagonal()[[0, 1, 3]], torch.ones(3))
+    assert got[2, 0] == got[0, 2] == 0.5  # a constant embedding: chance, exactly
+    assert torch.allclose(got, _ranks_by_sorting(E), atol=1e-6)
+
+
+def _ranks_by_sorting(E: torch.Tensor) -> torch.Tensor:
+    """Every pair's rank score the plain way: for each t, rank step t of agent j among all its
+    steps by cosine to agent i's step t, ties sharing their mean rank (SciPy's rankdata)."""
+    En = torch.nn.functional.normalize(E, dim=-1).double()
+    n, T = E.shape[:2]
+    out = torch.empty(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            c = (En[i] @ En[j].T).numpy()  # [t, s]
+            rank = [T - rankdata(c[t])[t] for t in range(T)]  # 0: the highest cosine
+            out[i, j] = float(np.mean([1 - r / (T - 1) for r in rank]))
+    return out.float()
 
 
 def _mapped_pair(a: torch.Tensor, b: torch.Tensor, fit: torch.Tensor, scored: torch.Tensor,
