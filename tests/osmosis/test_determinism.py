@@ -22,3 +22,16 @@ def test_same_seed_same_summary_other_seed_other_numbers(
     assert runs[0].history == runs[1].history
     assert runs[0].summary["spread"] != runs[2].summary["spread"]
     assert runs[0].summary["context_loss"] != runs[2].summary["context_loss"]
+
+
+def test_times_add_up(tiny_context: Callable, tiny_config: Callable[..., OsmlConfig]) -> None:
+    """Training seconds (wall and CPU) grow every epoch; the clustering's share is part of its
+    epoch's training seconds, and zero in an epoch without a clustering."""
+    train, test = tiny_context()
+    config = tiny_config(agents=["0", "1"], epochs=2, cluster_every=2)
+    run = train_osml(config, train, test, show_progress=False)
+    first, second = run.metrics
+    assert 0 < first["train_seconds"] < second["train_seconds"] == run.summary["train_seconds"]
+    assert 0 < run.summary["train_cpu_seconds"]
+    assert first["cluster_seconds"] == 0
+    assert 0 < second["cluster_seconds"] < second["train_seconds"] - first["train_seconds"]

@@ -160,40 +160,43 @@ def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: fl
                     max_elements: int = 1 << 22) -> Tensor:
     """Rank score of B_j's scored steps after the least-squares map A_i → B_j, [n, m]; as many
     rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements` (16 MiB:
-    a block holds three tensors of that size at once)."""
+    a block holds three tensors of that size at once). B's side is prepared once for all
+    blocks: its fitted steps as right-hand sides [fit, m·d], its scored steps standardised
+    (per agent and coordinate) [m, S, d] and flattened [S, m·d], with their means and sds."""
+    target = B[:, scored]
+    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
+    target = (target - mu[:, None]) / sd[:, None]
+    side = (B[:, fit].transpose(0, 1).reshape(len(fit), -1), target,
+            target.transpose(0, 1).reshape(len(scored), -1), mu, sd)
     rows = max(1, max_elements // (B.shape[0] * (A.shape[2] + 1) * B.shape[2]))
-    return torch.cat([_mapped_rows(A[k : k + rows], B, fit, scored, ridge, max_elements)
+    return torch.cat([_mapped_rows(A[k : k + rows], side, fit, scored, ridge, max_elements)
                       for k in range(0, len(A), rows)])
 
 
-def _mapped_rows(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: float,
-                 max_elements: int = 1 << 24) -> Tensor:
+def _mapped_rows(A: Tensor, side: tuple[Tensor, ...], fit: Tensor, scored: Tensor,
+                 ridge: float, max_elements: int = 1 << 24) -> Tensor:
     """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one solve per row of A,
     the m·d targets as its right-hand sides), with B's standardisation of the scored steps
     folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d] predictions:
     Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with Gs = A_sᵀA_s. Only
     the useful pairs are predicted and ranked, `max_elements` distances at a time."""
-    n, m, d = A.shape[0], B.shape[0], B.shape[2]
+    fitted_B, target, target_flat, mu, sd = side
+    n, (m, S, d) = A.shape[0], target.shape
     A1 = torch.cat([A, A.new_ones(n, A.shape[1], 1)], dim=-1)  # [n, T, k], k = d_A + 1
     Af, As = A1[:, fit], A1[:, scored]
     k = A1.shape[-1]
     gram = Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(k)
-    rhs = (Af.transpose(1, 2).reshape(n * k, -1) @ B[:, fit].transpose(0, 1).reshape(len(fit), -1))
+    rhs = Af.transpose(1, 2).reshape(n * k, -1) @ fitted_B
     W = torch.linalg.solve(gram, rhs.view(n, k, m * d)).view(n, k, m, d)
     del rhs  # the temporaries below are W's size: in place where possible, at most three live
-    target = B[:, scored]  # [m, S, d]
-    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
-    target = (target - mu[:, None]) / sd[:, None]
     W.div_(sd)
     W[:, -1] -= mu / sd  # the intercept row: predictions come out standardised
     Gs = As.transpose(1, 2) @ As  # [n, k, k]
-    cross = (As.transpose(1, 2).reshape(n * k, -1)
-             @ target.transpose(0, 1).reshape(len(scored), -1)).view(n, k, m, d)
+    cross = (As.transpose(1, 2).reshape(n * k, -1) @ target_flat).view(n, k, m, d)
     fitted = torch.einsum("nkl,nlmd->nkmd", Gs, W).mul_(W).sum((1, 3))  # Σ pred²
     out = A.new_full((n, m), 0.5)
     # R² > 0: Σ(pred − target)² < Σ target², i.e. Σ pred² < 2 Σ pred·target
     i, j = torch.nonzero(fitted < 2 * cross.mul_(W).sum((1, 3)), as_tuple=True)
-    S = len(scored)
     step = max(1, max_elements // (S * S))  # pairs ranked at a time: [pairs, S, S] distances
     for a in range(0, len(i), step):
         ii, jj = i[a : a + step], j[a : a + step]

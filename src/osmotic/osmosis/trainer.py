@@ -179,9 +179,12 @@ class OsmlJob:
             loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
             bar.advance(self._batch_task)
         trim_heap()  # evaluation and clustering: not on top of what training keeps
+        cluster_seconds = 0.0  # of the training seconds: embedding the windows and grouping
         if epoch % self.config.cluster_every == 0:
+            k0 = time.perf_counter()
             E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size)
             self.diffuser.cluster(epoch, E)
+            cluster_seconds = time.perf_counter() - k0
         self.train_seconds += time.perf_counter() - t0
         self.train_cpu_seconds += time.process_time() - c0
         row = {"epoch": epoch, "train_loss": float(loss.mean() / self.n_train),
@@ -189,7 +192,7 @@ class OsmlJob:
                "subcontexts": [{"agents": names, "context_accuracy": None, "rank_score": None}
                                for names in _names(self.diffuser.groups, self.ids)],
                "unclustered": _loose(self.diffuser, self.ids),
-               "train_seconds": self.train_seconds}
+               "train_seconds": self.train_seconds, "cluster_seconds": cluster_seconds}
         if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
                                            self.ids)
