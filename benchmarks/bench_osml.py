@@ -303,7 +303,8 @@ runs use one thread), since on a shared machine wall seconds include the wait fo
 The simple context's generator replicated with seeds 0, 1, … (agents `s<seed>_0`, `s<seed>_1`,
 `s<seed>_M0`, `s<seed>_M1`), {SCALING_EPOCHS} epochs, default config, each size in a fresh
 process. Epoch {OsmlConfig().cluster_every}'s training seconds include the clustering (the
-agents embed their training windows once more, the driver scores agent pairs). "eval s" is
+agents embed their training windows once more, the driver scores agent pairs; the next column
+is that part alone, the run's `cluster_seconds`). "eval s" is
 wall time per epoch outside training: the test evaluation and, in epoch 1, set-up. Baseline: a
 process that only imported the package, max RSS {baseline_mib:.0f} MiB; the memory target
 judges the whole process's max RSS.

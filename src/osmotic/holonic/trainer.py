@@ -203,10 +203,13 @@ class Evaluator:
     the root's), not 11. The distinct models run together through the module's
     `batched_forward` when it has one (the CNN's: one grouped convolution over all of them per
     chunk of test images), else one after another. `chunk` bounds the images per pass, times
-    the number of models, so memory stays flat however many distinct models a round has.
+    the number of models, so memory stays flat however many distinct models a round has. Small
+    passes stay in cache: 10,000 MNIST images through the CNN took 0.32 s in passes of 500
+    against 0.65 s in passes of 2,000 for one model, 1.6 s against 2.6 s for ten and 10.1 s
+    against 15.6 s for a hundred (two threads, one small op 3.1 µs).
     """
 
-    def __init__(self, module: nn.Module, images: Tensor, labels: Tensor, chunk: int = 2000):
+    def __init__(self, module: nn.Module, images: Tensor, labels: Tensor, chunk: int = 500):
         self.module = module.eval()
         self.images, self.labels, self.chunk = images, labels, chunk
         self.shapes = {name: p.shape for name, p in module.named_parameters()}
