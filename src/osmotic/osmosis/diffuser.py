@@ -132,7 +132,8 @@ class Diffuser:
         if E.shape[1] < 4 * (E.shape[2] + 2):  # too few steps to fit a map on half of them
             return events
         block = min(JOIN_BLOCK, E.shape[1] // 4)  # short series: at least two blocks of each
-        loose = [i for i in range(self.n) if i not in self.clustered]
+        clustered = self.clustered  # a property that builds the set: once, not per agent
+        loose = [i for i in range(self.n) if i not in clustered]
         contexts = torch.stack([self.strategy.aggregate(E[g]) for g in self.groups]) if self.groups else None
         if loose and contexts is not None:
             fit = mapped_ranks(E[loose], contexts, block, self.samples)
