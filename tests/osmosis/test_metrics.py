@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -106,8 +109,7 @@ def test_rank_score_samples_pairs_only_beyond_max_pairs():
 
 def test_pairwise_ranks_equal_rank_scores_pair_by_pair() -> None:
     """The compiled sign count gives every ordered pair's rank score, ties included (a
-    collapsed agent ties every step), the same on one thread or two, and leaves torch's
-    thread count as it was."""
+    collapsed agent ties every step), the same on one thread or two."""
     E = torch.randn(7, 12, 5, generator=torch.Generator().manual_seed(0))
     E[2] = 1.0
     E[4, 3] = E[4, 5]  # two equal steps: a tie inside one agent
@@ -115,10 +117,8 @@ def test_pairwise_ranks_equal_rank_scores_pair_by_pair() -> None:
     try:
         torch.set_num_threads(1)
         got = pairwise_ranks(E)
-        assert torch.get_num_threads() == 1
         torch.set_num_threads(2)
         assert torch.equal(pairwise_ranks(E), got)
-        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     want = torch.stack([rank_scores(E, i, range(7)) for i in range(7)])
@@ -126,6 +126,41 @@ def test_pairwise_ranks_equal_rank_scores_pair_by_pair() -> None:
     assert torch.allclose(got.diagonal()[[0, 1, 3]], torch.ones(3))
     assert got[2, 0] == got[0, 2] == 0.5  # a constant embedding: chance, exactly
     assert torch.allclose(got, _ranks_by_sorting(E), atol=1e-6)
+    assert torch.equal(rank_scores(E, -1, [0, 1]), rank_scores(E, 6, [0, 1]))
+    as_float64 = pairwise_ranks(E.double().requires_grad_())
+    assert as_float64.dtype == torch.float64 and torch.allclose(as_float64.float(), got)
+
+
+_IN_A_FRESH_PROCESS = """
+import os, sys, torch
+import osmotic
+from osmotic.osmosis.metrics import pairwise_ranks
+E = torch.randn(16, 12, 5)
+torch.randn(256, 256) @ torch.randn(256, 256)  # torch's OpenMP pool exists
+torch.set_num_threads(1)
+pairwise_ranks(E)
+assert torch.get_num_threads() == 1, torch.get_num_threads()
+pid = os.fork()
+if pid == 0:
+    pairwise_ranks(E)
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0, "the forked child died"
+"""
+
+
+@pytest.mark.parametrize("layer", [None, "omp"])
+def test_rank_scores_keep_torch_threads_and_survive_a_fork(layer: str | None) -> None:
+    """In a fresh process (Numba changes OpenMP's thread count on its first parallel call
+    only): torch's thread count is what it was; with osmotic's default threading layer a
+    child forked after a clustering can rank too (Numba's GNU OpenMP layer would kill it)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    code = _IN_A_FRESH_PROCESS
+    if layer is not None:
+        env["NUMBA_THREADING_LAYER"] = layer
+        code = code[: code.index("pid = os.fork()")]  # the thread count only
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def _ranks_by_sorting(E: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,10 @@ Embeddings are arrays E of shape [agents, steps, d], the steps time-aligned acro
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ def context_accuracy(E: Tensor, groups: Sequence[Sequence[int]], beta: float = 2
             for g in groups]
 
 
-def _rank_from_sign_sums(signs: Tensor, T: int, higher: bool = True) -> Tensor:
+def _rank_from_sign_sums(signs: Tensor, T: int, higher: bool) -> Tensor:
     """Mean over steps t of 1 − (rank of s = t)/(T − 1), from signs = Σ_t Σ_s sign(c_ts − c_tt)
     (= better − worse, ties other than s = t counting half): 1 − rank/(T − 1) =
     ½ − (better − worse)/(2(T − 1)), and 1 when T = 1. `higher`: a higher score ranks first."""
@@ -55,63 +55,81 @@ def _rank_from_sign_sums(signs: Tensor, T: int, higher: bool = True) -> Tensor:
     return 1 - (T - 1) / (2 * m) - (signs if higher else -signs) / (2 * m * T)
 
 
-def _rank_from_signs(c: Tensor, higher: bool = True) -> Tensor:
+def _rank_from_signs(c: Tensor, higher: bool) -> Tensor:
     """`_rank_from_sign_sums` for scores c [..., T (t), T (s)] of each t's candidates s, the
     pass of signs in place on c."""
     own = torch.diagonal(c, dim1=-2, dim2=-1).unsqueeze(-1).clone()
     return _rank_from_sign_sums(c.sub_(own).sign_().sum((-2, -1)), c.shape[-1], higher)
 
 
-@numba.njit(parallel=True, cache=True)
-def _cosine_sign_sums(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """out[a, j] = Σ_t Σ_s sign(⟨Q[a, t], K[j, :, s]⟩ − ⟨Q[a, t], K[j, :, t]⟩) for Q [r, T, d]
-    and K [m, d, T] (keys transposed: the loop over s reads contiguous memory). One pair's
-    T × T products live in a T-vector at a time, so the work is arithmetic, not memory
-    traffic; each (a, j) is summed in one thread, in one order: the result does not depend on
-    the number of threads."""
-    r, T, d = Q.shape
-    m = K.shape[0]
-    out = np.empty((r, m), dtype=Q.dtype)
-    for a in numba.prange(r):
-        v = np.empty(T, dtype=Q.dtype)
-        for j in range(m):
-            total = 0
-            for t in range(T):
-                q = Q[a, t, 0]
-                for s in range(T):
-                    v[s] = q * K[j, 0, s]
-                for k in range(1, d):
-                    q = Q[a, t, k]
+@functools.cache
+def _cosine_sign_sums() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The compiled kernel, built on first use: importing Numba costs ~85 MiB and 0.2 s that
+    only rank scores need. Numba caches the machine code (beside this file, or in a per-user
+    directory where that is read-only), so a later process loads it in ~0.3 s."""
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def sign_sums(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """out[a, j] = Σ_t Σ_s sign(⟨Q[a, t], K[j, :, s]⟩ − ⟨Q[a, t], K[j, :, t]⟩) for Q
+        [r, T, d] and K [m, d, T] (keys transposed: the loop over s reads contiguous memory).
+        One pair's T × T products live in a T-vector at a time, so the work is arithmetic,
+        not memory traffic; each (a, j) is summed by one thread, in one order: the result
+        does not depend on the number of threads."""
+        r, T, d = Q.shape
+        m = K.shape[0]
+        out = np.empty((r, m), dtype=np.int64)
+        for a in numba.prange(r):
+            v = np.empty(T, dtype=Q.dtype)
+            for j in range(m):
+                total = 0
+                for t in range(T):
+                    q = Q[a, t, 0]
                     for s in range(T):
-                        v[s] += q * K[j, k, s]
-                own = v[t]
-                for s in range(T):
-                    total += (v[s] > own) - (v[s] < own)
-            out[a, j] = total
-    return out
+                        v[s] = q * K[j, 0, s]
+                    for k in range(1, d):
+                        q = Q[a, t, k]
+                        for s in range(T):
+                            v[s] += q * K[j, k, s]
+                    own = v[t]
+                    for s in range(T):
+                        total += (v[s] > own) - (v[s] < own)
+                out[a, j] = total
+        return out
+
+    return sign_sums
 
 
 def _cosine_ranks(Q: Tensor, K: Tensor) -> Tensor:
     """`rank_scores` of every (query agent a of Q [r, T, d], key agent j of K [m, T, d]):
-    [r, m], on as many threads as torch uses here. Under Numba's OpenMP layer, its first
-    parallel call resets OpenMP's thread count, which is torch's: that is put back."""
+    [r, m] in Q's dtype (float32 unless it is float64). The query agents are shared among as
+    many threads as torch uses here. Numba runs them on its own thread pool (osmotic selects
+    its `workqueue` layer, which survives a fork but not two threads calling at once); under
+    its OpenMP layer, the first parallel call resets OpenMP's thread count, which is torch's:
+    that is put back."""
+    import numba
+
+    dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.float32
+
+    def array(x: Tensor) -> np.ndarray:
+        return F.normalize(x.detach().to("cpu", dtype), dim=-1).contiguous().numpy()
+
     threads = torch.get_num_threads()
+    kernel = _cosine_sign_sums()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    q = F.normalize(Q, dim=-1).contiguous().numpy()
-    k = F.normalize(K, dim=-1).transpose(1, 2).contiguous().numpy()
     try:
-        signs = _cosine_sign_sums(q, k)
+        signs = kernel(array(Q), np.ascontiguousarray(array(K).transpose(0, 2, 1)))
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-    return _rank_from_sign_sums(torch.from_numpy(signs), Q.shape[1])
+    return _rank_from_sign_sums(torch.from_numpy(signs).to(dtype), Q.shape[1], higher=True)
 
 
 def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     """For each j in `js`: mean over t of 1 − (rank of s = t − 1)/(T − 1), ranking agent j's
     embeddings e_j^(s) by cosine to e_i^(t); ties share their mean rank. 0.5 is chance, and a
-    constant embedding scores exactly 0.5."""
-    return _cosine_ranks(E[i : i + 1], E[list(js)])[0]
+    constant embedding scores exactly 0.5. (One query agent: one thread.)"""
+    return _cosine_ranks(E[i].unsqueeze(0), E[list(js)])[0]
 
 
 def pairwise_ranks(E: Tensor) -> Tensor:
@@ -175,11 +193,12 @@ def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: fl
 
 def _mapped_rows(A: Tensor, side: tuple[Tensor, ...], fit: Tensor, scored: Tensor,
                  ridge: float, max_elements: int = 1 << 24) -> Tensor:
-    """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one inverse per row of A,
-    applied to the m·d targets as its right-hand sides), with B's standardisation of the scored steps
-    folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d] predictions:
-    Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with Gs = A_sᵀA_s. Only
-    the useful pairs are predicted and ranked, `max_elements` distances at a time."""
+    """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one inverse per row of
+    A, applied to the m·d targets as its right-hand sides), with B's standardisation of the
+    scored steps folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d]
+    predictions: Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with
+    Gs = A_sᵀA_s. Only the useful pairs are predicted and ranked, `max_elements` distances at a
+    time."""
     fitted_B, target, target_flat, mu, sd = side
     n, (m, S, d) = A.shape[0], target.shape
     A1 = torch.cat([A, A.new_ones(n, A.shape[1], 1)], dim=-1)  # [n, T, k], k = d_A + 1
