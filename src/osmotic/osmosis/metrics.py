@@ -55,27 +55,21 @@ def _rank_from_sign_sums(signs: Tensor, T: int, higher: bool) -> Tensor:
     return 1 - (T - 1) / (2 * m) - (signs if higher else -signs) / (2 * m * T)
 
 
-def _rank_from_signs(c: Tensor, higher: bool) -> Tensor:
-    """`_rank_from_sign_sums` for scores c [..., T (t), T (s)] of each t's candidates s, the
-    pass of signs in place on c."""
-    own = torch.diagonal(c, dim1=-2, dim2=-1).unsqueeze(-1).clone()
-    return _rank_from_sign_sums(c.sub_(own).sign_().sum((-2, -1)), c.shape[-1], higher)
-
-
 @functools.cache
-def _cosine_sign_sums() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """The compiled kernel, built on first use: importing Numba costs ~85 MiB and 0.2 s that
-    only rank scores need. Numba caches the machine code (beside this file, or in a per-user
-    directory where that is read-only), so a later process loads it in ~0.3 s."""
+def _kernels() -> dict[str, Callable[..., np.ndarray]]:
+    """The compiled rank kernels, built on first use: importing Numba costs ~85 MiB and 0.2 s
+    that only rank scores need. Numba caches the machine code (beside this file, or in a
+    per-user directory where that is read-only), so a later process loads it in ~0.3 s.
+
+    Each kernel holds one pair's T × T scores in a T-vector at a time, so the work is
+    arithmetic, not memory traffic, and sums each pair in one thread in one order: the result
+    does not depend on the number of threads."""
     import numba
 
     @numba.njit(parallel=True, cache=True)
-    def sign_sums(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
+    def cosine(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
         """out[a, j] = Σ_t Σ_s sign(⟨Q[a, t], K[j, :, s]⟩ − ⟨Q[a, t], K[j, :, t]⟩) for Q
-        [r, T, d] and K [m, d, T] (keys transposed: the loop over s reads contiguous memory).
-        One pair's T × T products live in a T-vector at a time, so the work is arithmetic,
-        not memory traffic; each (a, j) is summed by one thread, in one order: the result
-        does not depend on the number of threads."""
+        [r, T, d] and K [m, d, T] (keys transposed: the loop over s reads contiguous memory)."""
         r, T, d = Q.shape
         m = K.shape[0]
         out = np.empty((r, m), dtype=np.int64)
@@ -97,32 +91,70 @@ def _cosine_sign_sums() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
                 out[a, j] = total
         return out
 
-    return sign_sums
+    @numba.njit(parallel=True, cache=True)
+    def distance(A: np.ndarray, W: np.ndarray, Y: np.ndarray, ii: np.ndarray,
+                 jj: np.ndarray) -> np.ndarray:
+        """out[p] = Σ_t Σ_s sign(‖ŷ_t − y_s‖² − ‖ŷ_t − y_t‖²) for pair p = (i, j) = (ii[p],
+        jj[p]): predictions ŷ = A[i] W[i, :, j] (A [n, S, k], W [n, k, m, d]) of the targets
+        y = Y[j] (Y [m, d, S], transposed)."""
+        S, k = A.shape[1], A.shape[2]
+        d = Y.shape[1]
+        out = np.empty(len(ii), dtype=np.int64)
+        for p in numba.prange(len(ii)):
+            i, j = ii[p], jj[p]
+            pred = np.empty(d, dtype=A.dtype)
+            v = np.empty(S, dtype=A.dtype)
+            total = 0
+            for t in range(S):
+                for c in range(d):
+                    acc = A[i, t, 0] * W[i, 0, j, c]
+                    for l in range(1, k):
+                        acc += A[i, t, l] * W[i, l, j, c]
+                    pred[c] = acc
+                for s in range(S):
+                    diff = pred[0] - Y[j, 0, s]
+                    v[s] = diff * diff
+                for c in range(1, d):
+                    for s in range(S):
+                        diff = pred[c] - Y[j, c, s]
+                        v[s] += diff * diff
+                own = v[t]
+                for s in range(S):
+                    total += (v[s] > own) - (v[s] < own)
+            out[p] = total
+        return out
+
+    return {"cosine": cosine, "distance": distance}
+
+
+def _run_kernel(name: str, *arrays: np.ndarray) -> Tensor:
+    """`_kernels()[name]` on as many threads as torch uses here. Numba runs them on its own
+    pool (osmotic selects its `workqueue` layer, which survives a fork but not two threads
+    calling at once); under its OpenMP layer, the first parallel call resets OpenMP's thread
+    count, which is torch's: that is put back."""
+    import numba
+
+    threads = torch.get_num_threads()
+    kernel = _kernels()[name]
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        return torch.from_numpy(kernel(*arrays))
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _cosine_ranks(Q: Tensor, K: Tensor) -> Tensor:
     """`rank_scores` of every (query agent a of Q [r, T, d], key agent j of K [m, T, d]):
-    [r, m] in Q's dtype (float32 unless it is float64). The query agents are shared among as
-    many threads as torch uses here. Numba runs them on its own thread pool (osmotic selects
-    its `workqueue` layer, which survives a fork but not two threads calling at once); under
-    its OpenMP layer, the first parallel call resets OpenMP's thread count, which is torch's:
-    that is put back."""
-    import numba
-
+    [r, m] in Q's dtype (float32 unless it is float64), the query agents shared among the
+    threads."""
     dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.float32
 
     def array(x: Tensor) -> np.ndarray:
         return F.normalize(x.detach().to("cpu", dtype), dim=-1).contiguous().numpy()
 
-    threads = torch.get_num_threads()
-    kernel = _cosine_sign_sums()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        signs = kernel(array(Q), np.ascontiguousarray(array(K).transpose(0, 2, 1)))
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-    return _rank_from_sign_sums(torch.from_numpy(signs).to(dtype), Q.shape[1], higher=True)
+    signs = _run_kernel("cosine", array(Q), np.ascontiguousarray(array(K).transpose(0, 2, 1)))
+    return _rank_from_sign_sums(signs.to(dtype), Q.shape[1], higher=True)
 
 
 def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
@@ -180,27 +212,30 @@ def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: fl
     rows of A at a time as keep the [rows, d + 1, m, d] maps within `max_elements` (16 MiB:
     a block holds three tensors of that size at once). B's side is prepared once for all
     blocks: its fitted steps as right-hand sides [fit, m·d], its scored steps standardised
-    (per agent and coordinate) [m, S, d] and flattened [S, m·d], with their means and sds."""
+    (per agent and coordinate) [m, d, S] and flattened [S, m·d], with their means and sds."""
     target = B[:, scored]
     mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
     target = (target - mu[:, None]) / sd[:, None]
-    side = (B[:, fit].transpose(0, 1).reshape(len(fit), -1), target,
-            target.transpose(0, 1).reshape(len(scored), -1), mu, sd)
+    side = (B[:, fit].transpose(0, 1).reshape(len(fit), -1),
+            target.transpose(1, 2).contiguous(), target.transpose(0, 1).reshape(len(scored), -1),
+            mu, sd)
     rows = max(1, max_elements // (B.shape[0] * (A.shape[2] + 1) * B.shape[2]))
-    return torch.cat([_mapped_rows(A[k : k + rows], side, fit, scored, ridge, max_elements)
+    return torch.cat([_mapped_rows(A[k : k + rows], side, fit, scored, ridge)
                       for k in range(0, len(A), rows)])
 
 
 def _mapped_rows(A: Tensor, side: tuple[Tensor, ...], fit: Tensor, scored: Tensor,
-                 ridge: float, max_elements: int = 1 << 24) -> Tensor:
+                 ridge: float) -> Tensor:
     """The maps W [n, d + 1, m, d] are fitted for all pairs at once (one inverse per row of
     A, applied to the m·d targets as its right-hand sides), with B's standardisation of the
     scored steps folded in. Whether a map beats the mean (R² > 0) then needs no [n, m, S, d]
     predictions: Σ‖pred − target‖² = Σ W·(Gs W) − 2 Σ W·(A_sᵀ target) + Σ target², with
-    Gs = A_sᵀA_s. Only the useful pairs are predicted and ranked, `max_elements` distances at a
-    time."""
-    fitted_B, target, target_flat, mu, sd = side
-    n, (m, S, d) = A.shape[0], target.shape
+    Gs = A_sᵀA_s. Only the useful pairs are predicted and ranked, by a compiled kernel
+    (`_kernels`) that holds one pair's predictions and distances at a time: as tensor
+    operations (gathered inputs and maps, a bmm, cdist, signs), ranking them took 5 s of a
+    4,096-agent clustering."""
+    fitted_B, target_T, target_flat, mu, sd = side
+    n, (m, d, S) = A.shape[0], target_T.shape
     A1 = torch.cat([A, A.new_ones(n, A.shape[1], 1)], dim=-1)  # [n, T, k], k = d_A + 1
     Af, As = A1[:, fit], A1[:, scored]
     k = A1.shape[-1]
@@ -218,11 +253,10 @@ def _mapped_rows(A: Tensor, side: tuple[Tensor, ...], fit: Tensor, scored: Tenso
     out = A.new_full((n, m), 0.5)
     # R² > 0: Σ(pred − target)² < Σ target², i.e. Σ pred² < 2 Σ pred·target
     i, j = torch.nonzero(fitted < 2 * cross.mul_(W).sum((1, 3)), as_tuple=True)
-    step = max(1, max_elements // (S * S))  # pairs ranked at a time: [pairs, S, S] distances
-    for a in range(0, len(i), step):
-        ii, jj = i[a : a + step], j[a : a + step]
-        dist = torch.cdist(As[ii] @ W[ii, :, jj], target[jj])  # [pairs, S, S]
-        out[ii, jj] = _rank_from_signs(dist, higher=False)
+    if len(i):
+        signs = _run_kernel("distance", As.detach().contiguous().numpy(), W.detach().numpy(),
+                            target_T.detach().numpy(), i.numpy(), j.numpy())
+        out[i, j] = _rank_from_sign_sums(signs.to(out.dtype), S, higher=False)
     return out
 
 
