@@ -59,7 +59,7 @@ def _rank_from_sign_sums(signs: Tensor, T: int, higher: bool) -> Tensor:
 def _kernels() -> dict[str, Callable[..., np.ndarray]]:
     """The compiled rank kernels, built on first use: importing Numba costs ~85 MiB and 0.2 s
     that only rank scores need. Numba caches the machine code (beside this file, or in a
-    per-user directory where that is read-only), so a later process loads it in ~0.3 s.
+    per-user directory where that is read-only), so a later process loads them in ~0.4 s.
 
     Each kernel holds one pair's T × T scores in a T-vector at a time, so the work is
     arithmetic, not memory traffic, and sums each pair in one thread in one order: the result
@@ -166,7 +166,7 @@ def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
 
 def pairwise_ranks(E: Tensor) -> Tensor:
     """`rank_scores` of every ordered pair [agents, agents] (the diagonal is 1), by one compiled
-    kernel (`_cosine_sign_sums`, Numba). As tensor operations, the [agents·T, agents·T] cosines
+    kernel (`_kernels`, Numba). As tensor operations, the [agents·T, agents·T] cosines
     went through memory four times (product, subtraction, signs, sum): 31 s of a 4,096-agent
     clustering on two cores, against 11 s for the kernel."""
     return _cosine_ranks(E, E)
