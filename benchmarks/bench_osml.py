@@ -34,12 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import machine_line, per_op_us
+
+# isort: off
+import osmotic  # noqa: F401  (before torch: it sets the OpenMP wait policy)
 import torch
 import torch.nn.functional as F
-from common import machine_line, per_op_us
 from torch import nn
+# isort: on
 
-import osmotic  # noqa: F401
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import Series, load_pair
 from osmotic.engines.inprocess import auto_threads
@@ -213,10 +216,7 @@ def epoch_breakdown(start: float, marks: list[tuple[float, float]]) -> dict[str,
 def run_worker(replicas: int, epochs: int) -> dict[str, Any]:
     """`scaling_worker` in a fresh interpreter, so max RSS belongs to that size alone."""
     cmd = [sys.executable, __file__, "--worker", str(replicas), "--epochs", str(epochs)]
-    # The worker imports torch before osmotic (import order), too late for osmotic to set
-    # OpenMP's wait policy: without it `auto` never used a second thread in these rows.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"scaling worker ({replicas} replicas) failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
