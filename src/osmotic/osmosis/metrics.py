@@ -150,10 +150,11 @@ def _cosine_ranks(Q: Tensor, K: Tensor) -> Tensor:
     threads."""
     dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.float32
 
-    def array(x: Tensor) -> np.ndarray:
-        return F.normalize(x.detach().to("cpu", dtype), dim=-1).contiguous().numpy()
+    def unit(x: Tensor) -> Tensor:
+        return F.normalize(x.detach().to("cpu", dtype), dim=-1)
 
-    signs = _run_kernel("cosine", array(Q), np.ascontiguousarray(array(K).transpose(0, 2, 1)))
+    signs = _run_kernel("cosine", unit(Q).contiguous().numpy(),
+                        unit(K).transpose(1, 2).contiguous().numpy())
     return _rank_from_sign_sums(signs.to(dtype), Q.shape[1], higher=True)
 
 
