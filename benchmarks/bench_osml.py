@@ -46,9 +46,9 @@ from torch import nn
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import Series, load_pair
 from osmotic.engines.inprocess import auto_threads
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.experiments import EXPERIMENTS
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.experiments import EXPERIMENTS
+from osmotic.osml.trainer import train_osml
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_DATA = REPO / ".." / "shared" / "data" / "osml-paper"
@@ -138,7 +138,7 @@ def plain_loop_s_per_epoch(config: OsmlConfig, train: Series) -> tuple[float, fl
     would be run): every agent its own model and Adam, trained one
     after another on each batch; the context is the mean of all agents' embeddings (no
     clustering: the baseline does less than a real run)."""
-    from osmotic.osmosis.shard import windows
+    from osmotic.osml.shard import windows
 
     torch.manual_seed(config.seed)
     ids = config.agents or list(train)

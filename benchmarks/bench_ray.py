@@ -38,9 +38,10 @@ from bench_osml import AGENTS_PER_REPLICA, cpu_seconds, epoch_breakdown, replica
 from common import machine_line as machine
 from torch import Tensor
 
-from osmotic.engines.inprocess import InProcessEngine, cpu_threads
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.trainer import train_osml
+from osmotic.engines.inprocess import cpu_threads
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.engine import InProcessEngine
+from osmotic.osml.trainer import train_osml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ray.md"
@@ -242,7 +243,7 @@ def exchange_worker() -> list[dict[str, Any]]:
     """Per size: exchange time in-process and on Ray with 2 actors, and the bytes that travel.
     One intra-op thread, as in training: with two, the in-process engine's gather synchronised
     its threads and took 16 ms instead of 0.02 on this loaded machine."""
-    from osmotic.engines.ray import RayEngine
+    from osmotic.osml.engine import RayEngine
 
     start_ray()
     config = OsmlConfig()

@@ -46,7 +46,7 @@ def case(engine: str, rounds: int, epochs: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from osmotic.holonic.builders import hierarchical
+    from osmotic.holarchy.builders import hierarchical
     from osmotic.holonic.config import HolonicConfig
     from osmotic.holonic.runner import load_data, run
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from osmotic.osmosis.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
+from osmotic.osml.trainer import train_osml
 
 OUT = Path(__file__).parent / "results" / "osml_reproduce.md"
 

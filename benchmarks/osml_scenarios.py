@@ -32,10 +32,10 @@ import yaml
 from common import per_op_us
 
 from osmotic.data.scenarios import generate_scenario, suite_spec
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
-from osmotic.osmosis.metrics import against_truth
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
+from osmotic.osml.metrics import against_truth
+from osmotic.osml.trainer import train_osml
 
 RESULTS = Path(__file__).parent / "results"
 SUITE_SIZE, TUNING, HELD_BACK = 30, range(20), range(20, 30)

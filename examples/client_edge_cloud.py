@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 import osmotic.holonic
-from osmotic.holonic.builders import hierarchical
+from osmotic.holarchy.builders import hierarchical
 
 
 def main() -> None:

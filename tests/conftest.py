@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from osmotic.data.synthetic import generate_context
-from osmotic.osmosis.config import OsmlConfig
+from osmotic.osml.config import OsmlConfig
 
 Series = dict[str, np.ndarray]
 

@@ -13,7 +13,7 @@ from sklearn.datasets import make_classification
 
 import osmotic.holonic
 import osmotic.osml
-from osmotic.data.datasets import DataError, Dataset
+from osmotic.data.splits import DataError, Dataset
 from osmotic.data.timeseries import write_csv
 from osmotic.holonic.config import HolonicConfig
 from osmotic.models import resolve_model

@@ -11,8 +11,8 @@ from safetensors.numpy import load_file
 
 from osmotic.cli import main
 from osmotic.data.timeseries import read_csv, write_csv
-from osmotic.osmosis import experiments
-from osmotic.osmosis.config import OsmlConfig
+from osmotic.osml import experiments
+from osmotic.osml.config import OsmlConfig
 
 Capsys = pytest.CaptureFixture[str]
 Csvs = tuple[Path, Path]

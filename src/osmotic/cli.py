@@ -18,7 +18,7 @@ class CliError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from osmotic.osmosis.cli import add_commands as add_osml
+    from osmotic.osml.cli import add_commands as add_osml
 
     parser = argparse.ArgumentParser(prog="osmotic", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"osmotic {__version__}")
@@ -55,7 +55,7 @@ def _resume(args: argparse.Namespace) -> int:
         raise CliError(f"{config}: no such file; is {args.run_dir} a run directory?")
     mode = read_mapping(config, CliError).get("mode")
     if mode == "osml":
-        from osmotic.osmosis.experiments import resume
+        from osmotic.osml.experiments import resume
 
         done = resume(args.run_dir)
         print(json.dumps(done.summary) if args.json else f"resumed and finished: {done.dir.path}")

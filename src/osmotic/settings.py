@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,34 +32,6 @@ class Settings(BaseModel):
         """Whether `other` computes the same numbers (engine settings aside)."""
         skip = set(self.engine_fields)
         return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
-
-    def run_state(self, run_dir: str | Path) -> Literal["finished", "interrupted", "new"]:
-        """What `run_dir` holds of this experiment: a finished run (read it back), an
-        interrupted one with a checkpoint (resume it), or nothing usable (absent, unreadable,
-        or other settings: start afresh). What a grid needs to resume where it stopped."""
-        from osmotic.runtime.lifecycle import CHECKPOINT
-
-        rd = Path(run_dir)
-        try:
-            same = (rd / "config.yaml").is_file() and self.same_experiment(self.from_run(rd))
-        except (ValidationError, yaml.YAMLError, TypeError):
-            same = False
-        if not same:
-            return "new"
-        if (rd / "summary.json").is_file():
-            return "finished"
-        return "interrupted" if (rd / CHECKPOINT).is_file() else "new"
-
-    def find_run(self, run_dir: str | Path) -> tuple[Path, Literal["finished", "interrupted", "new"]]:
-        """Where a grid keeps this experiment's run: `run_dir` or, when that holds another
-        experiment, the sibling (`name-1`, `name-2`, ... as `RunDir` names them) that holds a
-        finished or interrupted run of this one, else the first free name. Looking only at
-        `run_dir` re-ran a finished cell on every call once another run held its folder."""
-        from osmotic.report.rundir import siblings
-
-        # the first sibling that is free (None) or holds this experiment (not "new")
-        states = ((p, self.run_state(p) if p.exists() else None) for p in siblings(Path(run_dir)))
-        return next((p, state or "new") for p, state in states if state != "new")
 
 
 def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from osmotic.holonic.builders import regular, regular_edges
+from osmotic.holarchy.builders import regular, regular_edges
 
 
 @pytest.mark.parametrize(("n", "d"), [(20, 2), (20, 4), (20, 8), (20, 19), (7, 4)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from osmotic.dssl.grid import aggregate, cells, run_grid, table
+from osmotic.report.rundir import run_state
 from tests.dssl.conftest import tiny
 
 
@@ -49,10 +50,10 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None
     first = run_grid(base, tmp_path, seeds=[0], limit=1, log=lambda _: None)
     cell = tmp_path / "seed0" / "simsiam-fl-iid"
     cfg = cells(base)[0].with_overrides(seed=0)
-    assert cfg.run_state(cell) == "finished"
+    assert run_state(cfg, cell) == "finished"
     (cell / "summary.json").unlink()  # as if stopped after its last checkpoint
-    assert cfg.run_state(cell) == "interrupted"
-    assert cfg.with_overrides(lr=0.5).run_state(cell) == "new"
+    assert run_state(cfg, cell) == "interrupted"
+    assert run_state(cfg.with_overrides(lr=0.5), cell) == "new"
     said: list[str] = []
     again = run_grid(base, tmp_path, seeds=[0], limit=1, log=said.append)
     assert any("resuming" in line for line in said)

@@ -14,7 +14,7 @@ from osmotic.cli import main
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAE, SimSiam
 from osmotic.dssl.run import SUMMARY_KEYS, load_data, run
-from osmotic.holonic.trainer import LocalTrainer
+from osmotic.holarchy.trainer import LocalTrainer
 from osmotic.models.vit import TinyViT
 from osmotic.runtime.population import Population
 from tests.dssl.conftest import tiny

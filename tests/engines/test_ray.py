@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from osmotic.engines import RunInterrupted
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.trainer import train_osml
 from osmotic.report.rundir import RunDir
-from tests.osmosis.test_resume import AGENTS, interrupted_then_resumed
+from tests.osml.test_resume import AGENTS, interrupted_then_resumed
 
 
 def close(a, b) -> None:

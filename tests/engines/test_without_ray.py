@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.trainer import train_osml
 
 
 def test_engine_ray_without_ray_is_one_clear_error(monkeypatch, tiny_context, tiny_config):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.utils import vector_to_parameters
 
-from osmotic.holonic.trainer import Evaluator
+from osmotic.holarchy.trainer import Evaluator
 from osmotic.models.cnn import MnistCNN
 from osmotic.runtime.population import Population
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
-from osmotic.holonic.builders import fedavg, hierarchical, p2p
-from osmotic.holonic.holarchy import Holarchy
-from osmotic.holonic.schedule import SyncSchedule
-from osmotic.holonic.trainer import LocalTrainer
+from osmotic.holarchy.builders import fedavg, hierarchical, p2p
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import SyncSchedule
+from osmotic.holarchy.trainer import LocalTrainer
 from osmotic.models.cnn import MnistCNN
 from osmotic.runtime.population import Population, agent_seed
 

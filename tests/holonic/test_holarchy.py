@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osmotic.holonic.builders import PAPER_TERMINAL_EDGES, fedavg, hierarchical, p2p, structure
-from osmotic.holonic.holarchy import Holarchy, HolarchyError
-from osmotic.holonic.plots import draw_holarchy
+from osmotic.holarchy.builders import PAPER_TERMINAL_EDGES, fedavg, hierarchical, p2p, structure
+from osmotic.holarchy.draw import draw_holarchy
+from osmotic.holarchy.holarchy import Holarchy, HolarchyError
 
 TWO_GROUPS = """
 holarchy:

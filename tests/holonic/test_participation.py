@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from osmotic.holonic.builders import fedavg, hierarchical
+from osmotic.holarchy.builders import fedavg, hierarchical
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import Participation, SyncSchedule
+from osmotic.holarchy.trainer import LocalTrainer
 from osmotic.holonic.config import HolonicConfig
-from osmotic.holonic.holarchy import Holarchy
 from osmotic.holonic.runner import run
-from osmotic.holonic.schedule import Participation, SyncSchedule
-from osmotic.holonic.trainer import LocalTrainer
 from osmotic.models.cnn import MnistCNN
 from osmotic.runtime.population import Population, agent_seed
 from tests.holonic import test_exactness as exactness

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from osmotic.cli import main
-from osmotic.holonic.builders import hierarchical
+from osmotic.holarchy.builders import hierarchical
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.runner import load_data, resume, run
 from osmotic.runtime.checkpoint import checkpoint_meta

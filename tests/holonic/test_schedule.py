@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from osmotic.holonic.builders import fedavg, p2p, structure
-from osmotic.holonic.holarchy import Holarchy
-from osmotic.holonic.schedule import SyncSchedule
+from osmotic.holarchy.builders import fedavg, p2p, structure
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import SyncSchedule
 
 
 def schedule(h: Holarchy, budget: int = 2) -> SyncSchedule:

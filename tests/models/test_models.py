@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from osmotic.holonic.config import HolonicConfig
-from osmotic.models import ModelError, check_batched, data_arguments, make_model, resolve_model
+from osmotic.models import ModelError, data_arguments, make_model, resolve_model
 from osmotic.models.mlp import MLP
+from osmotic.runtime.modelcheck import check_batched
 
 X = torch.randn(4, 6)
 

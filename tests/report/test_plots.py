@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from osmotic.osmosis import plots
+from osmotic.osml import plots
 
 PNG = b"\x89PNG"
 

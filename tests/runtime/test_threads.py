@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from osmotic.engines import inprocess
 from osmotic.engines.inprocess import PARALLEL_GRAIN, auto_threads, cpu_threads
 from osmotic.models.cnn import MnistCNN
-from osmotic.osmosis.agent import OsmoticAgent
+from osmotic.osml.agent import OsmoticAgent
 from osmotic.runtime.population import Population
 
 

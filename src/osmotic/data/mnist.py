@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from osmotic.data.datasets import Dataset, Split, holdout_size, stratified_holdout
+from osmotic.data.splits import Dataset, Split, holdout_size, stratified_holdout
 
 IMAGE_MAGIC = 2051  # IDX: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 2049  # IDX: unsigned bytes, 1 dimension

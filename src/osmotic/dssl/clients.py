@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from osmotic.dssl.objectives import MAR
-from osmotic.holonic.engine import RayTerminals
-from osmotic.holonic.trainer import Terminals
+from osmotic.holarchy.terminals import RayTerminals
+from osmotic.holarchy.trainer import Terminals
 from osmotic.runtime.population import agent_seed
 
 

@@ -28,7 +28,7 @@ from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.plots import plot_drift, plot_embedding, plot_lines, plot_scatter
 from osmotic.dssl.run import Prober, load_data, module_builder, run
 from osmotic.report import RunDir
-from osmotic.report.rundir import write_json
+from osmotic.report.rundir import find_run, write_json
 
 METHODS = ("simsiam", "mae", "mar")
 PARTITIONS = (("iid", None), ("dirichlet", 0.1), ("dirichlet", 1.0))
@@ -88,7 +88,7 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
     for cell in cells(base)[:limit]:
         for seed in seeds:
             cfg = cell.with_overrides(seed=seed)
-            path, state = cfg.find_run(out / f"seed{seed}" / cell_dir(cfg))
+            path, state = find_run(cfg, out / f"seed{seed}" / cell_dir(cfg))
             at = len(done) + len(todo)
             if state == "finished":
                 # where it is now (a grid folder may have been moved or copied)

@@ -20,17 +20,17 @@ from torch import Tensor, nn
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.data import partition as partitions
-from osmotic.data.datasets import Dataset
 from osmotic.data.mnist import load_mnist
+from osmotic.data.splits import Dataset
 from osmotic.dssl import probe
 from osmotic.dssl.clients import Clients, RayClients
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAR, OBJECTIVES, VISIBLE, gamma_at
 from osmotic.engines.inprocess import cpu_threads
-from osmotic.holonic.builders import fedavg, regular
-from osmotic.holonic.engine import make_terminals
-from osmotic.holonic.holarchy import Holarchy
-from osmotic.holonic.schedule import SyncSchedule
+from osmotic.holarchy.builders import fedavg, regular
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import SyncSchedule
+from osmotic.holarchy.terminals import make_terminals
 from osmotic.models import BACKBONES
 from osmotic.models.vit import TOKENS
 from osmotic.report import RunDir

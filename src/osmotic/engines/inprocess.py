@@ -5,12 +5,10 @@ import ctypes
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from typing import Any, Protocol
+from contextlib import contextmanager
+from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 PARALLEL_GRAIN = 32_768
 """torch's grain size (at::internal::GRAIN_SIZE): element-wise kernels over fewer elements never
@@ -150,66 +148,3 @@ def cpu_threads(n: int, work: int | None = None) -> Iterator[None]:
         torch.set_num_threads(before)
         if kept and _malloc_depth[M_TRIM_THRESHOLD] == 0:
             trim_heap()
-
-
-class Shard(Protocol):
-    """Agents of one architecture that embed a span of steps and take an aligning step (an
-    OSM-L `OsmoticShard`); the engine only moves their arrays."""
-
-    agent_ids: list[str]
-
-    def embed(self, split: str, start: int, stop: int, train: bool) -> tuple[Tensor, Tensor]: ...
-
-    def step(self, C: Tensor) -> Tensor: ...
-
-    def state(self) -> dict[str, Tensor]: ...
-
-    def load_state(self, state: dict[str, Tensor]) -> None: ...
-
-
-class InProcessEngine:
-    """Runs OSM-L shards in-process; embeddings come back in the global agent order."""
-
-    name = "inprocess"
-
-    def __init__(self, shards: Sequence[Shard], order: Sequence[str]):
-        self.shards = list(shards)
-        concatenated = [a for sh in self.shards for a in sh.agent_ids]
-        self._perm = torch.tensor([concatenated.index(a) for a in order])  # global -> concatenated
-        self._inverse = torch.argsort(self._perm)
-
-    def embed(self, split: str, start: int, stop: int, train: bool = False) -> tuple[Tensor, Tensor]:
-        with heap_kept() if train else nullcontext():
-            parts = [sh.embed(split, start, stop, train) for sh in self.shards]
-        E = torch.cat([p[0] for p in parts])[self._perm]
-        P = torch.cat([p[1] for p in parts])[self._perm]
-        return E, P
-
-    def step(self, C: Tensor) -> Tensor:
-        C = C[self._inverse]
-        losses, offset = [], 0
-        with heap_kept():
-            for sh in self.shards:
-                n = len(sh.agent_ids)
-                losses.append(sh.step(C[offset : offset + n]))
-                offset += n
-        return torch.cat(losses)[self._perm]
-
-    def embed_numpy(self, split: str, start: int, stop: int, train: bool) -> tuple[np.ndarray, np.ndarray]:
-        """`embed` as NumPy arrays, the form in which embeddings travel between processes."""
-        E, P = self.embed(split, start, stop, train)
-        return E.numpy(), P.numpy()
-
-    def step_numpy(self, C: np.ndarray) -> np.ndarray:
-        return self.step(torch.from_numpy(C)).numpy()
-
-    def state(self) -> dict[str, Tensor]:
-        return {k: v for sh in self.shards for k, v in sh.state().items()}
-
-    def load_state(self, state: dict[str, Tensor]) -> None:
-        for sh in self.shards:
-            sh.load_state(state)
-
-    def recover(self) -> None:
-        """Nothing runs elsewhere, so nothing can be lost."""
-

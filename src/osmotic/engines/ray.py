@@ -1,11 +1,11 @@
-"""The Ray engine: agents sharded over Ray actors, heads (the diffuser, holon heads) in the driver.
+"""Ray for every mode: agents sharded over Ray actors, heads (the diffuser, holon heads) in the
+driver.
 
-`ActorPool` is the mode-independent part: it splits agents into contiguous shards, starts one
-actor per shard hosting whatever object the mode builds for those agents (for OSM-L an
-`InProcessEngine`, so inside an actor agents run batched with exactly the in-process code),
-calls a method on every actor, and turns a dead actor into `AgentsLost` naming its agents.
-`RayEngine` is OSM-L's engine on top of it: per batch only embeddings travel, as NumPy arrays.
-Seeds are per agent, so the numbers do not depend on the number of actors.
+`ActorPool` splits agents into contiguous shards, starts one actor per shard hosting whatever
+object the mode builds for those agents, calls a method on every actor, and turns a dead actor
+into `AgentsLost` naming its agents. Each mode (or the holarchy layer) keeps its own adapter on
+top of it (`osml.engine.RayEngine`, `holarchy.terminals.RayTerminals`); this package imports no
+mode.
 """
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from osmotic.engines import AgentsLost
-from osmotic.engines.inprocess import InProcessEngine
 
 
 def import_ray() -> Any:
@@ -133,33 +131,3 @@ class ActorPool:
     def shutdown(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
-
-
-class RayEngine:
-    """OSM-L agents over Ray actors; the same interface as `InProcessEngine`."""
-
-    name = "ray"
-
-    def __init__(self, ids: Sequence[str], build: Callable[[list[str]], Callable[[], InProcessEngine]],
-                 **pool: Any):
-        self.pool = ActorPool(ids, build, **pool)
-
-    def recover(self) -> None:
-        self.pool.recover()
-
-    def shutdown(self) -> None:
-        self.pool.shutdown()
-
-    def embed(self, split: str, start: int, stop: int, train: bool = False) -> tuple[Tensor, Tensor]:
-        parts = self.pool.broadcast("embed_numpy", split, start, stop, train)
-        return (torch.from_numpy(np.concatenate([p[0] for p in parts])),
-                torch.from_numpy(np.concatenate([p[1] for p in parts])))
-
-    def step(self, C: Tensor) -> Tensor:
-        return torch.from_numpy(np.concatenate(self.pool.call("step_numpy", self.pool.scatter(C.numpy()))))
-
-    def state(self) -> dict[str, Tensor]:
-        return {k: v for part in self.pool.broadcast("state") for k, v in part.items()}
-
-    def load_state(self, state: dict[str, Tensor]) -> None:
-        self.pool.broadcast("load_state", state)

@@ -11,7 +11,7 @@ __all__ = ["run"]
 
 
 def __getattr__(name: str) -> Any:
-    """`run` is imported on first use, so that `import osmotic.holonic.holarchy` (and the CLI's
+    """`run` is imported on first use, so that `import osmotic.holarchy.holarchy` (and the CLI's
     start-up) does not load the training code."""
     if name == "run":
         from osmotic.holonic.api import run

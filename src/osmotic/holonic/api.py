@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from osmotic.data.datasets import Dataset
+from osmotic.data.splits import Dataset
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.runner import run as run_holonic
 from osmotic.report.result import RunResult, configure, split_log

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holonic.config import ENGINE_FIELDS, HolonicConfig
-from osmotic.holonic.holarchy import Holarchy
 from osmotic.report.tensorboard import LOGGERS
 
 
@@ -104,7 +104,7 @@ def _report(obj: dict[str, Any], as_json: bool, line: str) -> None:
 
 
 def _draw(args: argparse.Namespace) -> int:
-    from osmotic.holonic.plots import draw_holarchy
+    from osmotic.holarchy.draw import draw_holarchy
 
     path = Path(args.file)
     if not path.is_file():

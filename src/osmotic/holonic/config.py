@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec
-from osmotic.holonic.builders import structure
-from osmotic.holonic.holarchy import Holarchy, HolarchyError
+from osmotic.holarchy.builders import structure
+from osmotic.holarchy.holarchy import Holarchy, HolarchyError
 from osmotic.models import data_arguments, resolve_model
 from osmotic.settings import Settings, one_line, read_mapping
 

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osmotic.holonic.builders import STRUCTURES
+from osmotic.holarchy.builders import STRUCTURES
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.plots import plot_comparison
 from osmotic.holonic.runner import load_data, run
 from osmotic.report import RunDir
-from osmotic.report.rundir import write_json
+from osmotic.report.rundir import find_run, write_json
 
 DISTRIBUTIONS = ("iid", "eqniid", "ueqniid")
 
@@ -36,7 +36,7 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
     for dist in distributions:
         for s in structures:
             cfg = base.with_overrides(structure=s, distribution=dist)
-            cell, state = cfg.find_run(out / f"{s}-{dist}")
+            cell, state = find_run(cfg, out / f"{s}-{dist}")
             if state == "finished":
                 summaries.append(json.loads((cell / "summary.json").read_text()))
             else:

@@ -20,19 +20,22 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from osmotic.data import partition as partitions
-from osmotic.data.datasets import Dataset, load_dataset
+from osmotic.data.datasets import load_dataset
+from osmotic.data.splits import Dataset
 from osmotic.engines.inprocess import cpu_threads
+from osmotic.holarchy.draw import draw_holarchy
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import Participation, SyncSchedule
+from osmotic.holarchy.terminals import make_terminals
+from osmotic.holarchy.trainer import Evaluator
 from osmotic.holonic.config import HolonicConfig
-from osmotic.holonic.engine import make_terminals
-from osmotic.holonic.holarchy import Holarchy
-from osmotic.holonic.plots import draw_holarchy, plot_curves
-from osmotic.holonic.schedule import Participation, SyncSchedule
-from osmotic.holonic.trainer import Evaluator
-from osmotic.models import check_batched, make_model
+from osmotic.holonic.plots import plot_curves
+from osmotic.models import make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers, resumable
+from osmotic.runtime.modelcheck import check_batched
 
 
 def load_data(config: HolonicConfig) -> Dataset:

@@ -16,9 +16,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import ValidationError
+
+from osmotic.settings import Settings
+
+CHECKPOINT = "checkpoint.safetensors"
+"""The run's last checkpoint, inside its directory (written by `runtime.lifecycle`)."""
 
 
 def _jsonable(x: Any) -> Any:
@@ -91,3 +97,34 @@ class RunDir:
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads(self.file("summary.json").read_text())
+
+
+RunState = Literal["finished", "interrupted", "new"]
+
+
+def run_state(settings: Settings, run_dir: str | Path) -> RunState:
+    """What `run_dir` holds of the experiment `settings` describe: a finished run (read it
+    back), an interrupted one with a checkpoint (resume it), or nothing usable (absent,
+    unreadable, or other settings: start afresh). What a grid needs to resume where it
+    stopped."""
+    rd = Path(run_dir)
+    try:
+        same = (rd / "config.yaml").is_file() and settings.same_experiment(settings.from_run(rd))
+    except (ValidationError, yaml.YAMLError, TypeError):
+        same = False
+    if not same:
+        return "new"
+    if (rd / "summary.json").is_file():
+        return "finished"
+    return "interrupted" if (rd / CHECKPOINT).is_file() else "new"
+
+
+def find_run(settings: Settings, run_dir: str | Path) -> tuple[Path, RunState]:
+    """Where a grid keeps the experiment `settings` describe: `run_dir` or, when that holds
+    another experiment, the sibling (`name-1`, `name-2`, ... as `RunDir` names them) that holds
+    a finished or interrupted run of this one, else the first free name. Looking only at
+    `run_dir` re-ran a finished cell on every call once another run held its folder."""
+    # the first sibling that is free (None) or holds this experiment (not "new")
+    states = ((p, run_state(settings, p) if p.exists() else None) for p in siblings(Path(run_dir)))
+    return next((p, state or "new") for p, state in states if state != "new")
+

@@ -17,12 +17,10 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from osmotic.engines import AgentsLost, stop_or_rewind
+from osmotic.engines import AgentsLost, RunInterrupted
 from osmotic.report.progress import progress
-from osmotic.report.rundir import RunDir
-from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
-
-CHECKPOINT = "checkpoint.safetensors"
+from osmotic.report.rundir import CHECKPOINT, RunDir
+from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 
 Row = dict[str, Any]
 
@@ -118,13 +116,27 @@ class Lifecycle:
                 try:
                     row = self.job.step(self.done + 1, bar)
                 except AgentsLost as lost:
-                    stop_or_rewind(lost, restart=self.restart_failed, checkpoint=self.checkpoint,
-                                   unit=self.unit, engine=self.job.engine, restore=self.restore)
+                    self.stop_or_rewind(lost)
                     bar.update(task, completed=self.done)
                     continue
                 self._finish(row)
                 bar.update(task, completed=self.done, info=self.job.status(row))
         return self.metrics
+
+    def stop_or_rewind(self, lost: AgentsLost) -> None:
+        """After losing agents: with `restart_failed` (and a checkpoint), wait for the engine to
+        bring them back and rewind everything to the last checkpoint; otherwise stop with one
+        line that names the lost agents, the last checkpoint and how to resume."""
+        checkpoint = self.checkpoint
+        if self.restart_failed and checkpoint is not None:
+            self.job.engine.recover()
+            self.restore()
+            return
+        if checkpoint is None:
+            raise RunInterrupted(f"{lost}; no checkpoint was written (no run directory)") from None
+        last = checkpoint_meta(checkpoint)[self.unit] if checkpoint.is_file() else None
+        raise RunInterrupted(f"{lost}; last checkpoint: {self.unit} {last}; resume with: "
+                             f"osmotic resume {checkpoint.parent}") from None
 
     def _finish(self, row: Row) -> None:
         """Record a finished unit: its row, a checkpoint when due, the loggers."""

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from osmotic.holonic.holarchy import Holarchy
+from osmotic.holarchy.holarchy import Holarchy
 from osmotic.runtime.population import Population, agent_seed
 from osmotic.runtime.strategies import make_strategy
 

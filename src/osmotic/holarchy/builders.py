@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from osmotic.holonic.holarchy import Holarchy
+from osmotic.holarchy.holarchy import Holarchy
 
 # The paper's terminal collaboration network (10 terminals), shared by its four structures.
 PAPER_TERMINAL_EDGES = [(0, 1), (0, 3), (1, 4), (2, 3), (5, 6), (5, 8), (6, 9), (7, 8)]

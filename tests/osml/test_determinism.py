@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.trainer import train_osml
 
 
 def _numbers(summary: dict[str, Any]) -> dict[str, Any]:

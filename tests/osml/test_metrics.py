@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import rankdata
 
-from osmotic.osmosis.metrics import (
+from osmotic.osml.metrics import (
     _mapped_one_way,
     context_accuracy,
     pair_scores,
@@ -134,7 +134,7 @@ def test_pairwise_ranks_equal_rank_scores_pair_by_pair() -> None:
 _IN_A_FRESH_PROCESS = """
 import os, sys, torch
 import osmotic
-from osmotic.osmosis.metrics import pairwise_ranks
+from osmotic.osml.metrics import pairwise_ranks
 E = torch.randn(16, 12, 5)
 torch.randn(256, 256) @ torch.randn(256, 256)  # torch's OpenMP pool exists
 torch.set_num_threads(1)

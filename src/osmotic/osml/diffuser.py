@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from osmotic.osmosis.clustering import Clustering, average_linkage, cluster, membership_changes
-from osmotic.osmosis.metrics import mapped_ranks
+from osmotic.osml.clustering import Clustering, average_linkage, cluster, membership_changes
+from osmotic.osml.metrics import mapped_ranks
 from osmotic.runtime.strategies import Strategy
 
 JOIN_BLOCK = 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from osmotic.osmosis.diffuser import Diffuser
+from osmotic.osml.diffuser import Diffuser
 from osmotic.runtime.strategies import make_strategy
 
 # Four agents, two steps, d = 2: agents 0 and 1 form a sub-context, 2 and 3 are left over.

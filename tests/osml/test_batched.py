@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from osmotic.osmosis.agent import OsmoticAgent
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.shard import OsmoticShard, windows
-from osmotic.osmosis.trainer import make_engine
+from osmotic.osml.agent import OsmoticAgent
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.shard import OsmoticShard, windows
+from osmotic.osml.trainer import make_engine
 from osmotic.runtime.population import Population
 
 IDS = ["0", "M0"]

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from torch import Tensor
 
-from osmotic.osmosis.metrics import pair_scores, pairwise_ranks
+from osmotic.osml.metrics import pair_scores, pairwise_ranks
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 
 from osmotic.cli import main
 from osmotic.data.timeseries import read_csv
-from osmotic.osmosis.metrics import against_truth
+from osmotic.osml.metrics import against_truth
 
 # Groups {a, b, c} and {d, e}; f a loner, g a noise agent.
 TRUTH = {"groups": [["a", "b", "c"], ["d", "e"]], "loners": ["f"], "noise": ["g"],

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from osmotic.osmosis.clustering import average_linkage, cluster
+from osmotic.osml.clustering import average_linkage, cluster
 
 
 def _scores(n: int, pairs: dict[tuple[int, int], float], rest: float = 0.1) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_condensed_distances_equal_scipys_form_of_the_symmetrised_matrix() -> No
     """Built row by row (no n × n float64 copies), bit for bit what squareform gives."""
     from scipy.spatial.distance import squareform
 
-    from osmotic.osmosis.clustering import condensed_distances
+    from osmotic.osml.clustering import condensed_distances
 
     rng = np.random.default_rng(0)
     for n in (2, 3, 40):

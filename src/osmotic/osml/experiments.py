@@ -27,14 +27,14 @@ from safetensors.numpy import save_file
 
 from osmotic.data.synthetic import generate_context
 from osmotic.data.timeseries import DataError, Series, load_pair, select
-from osmotic.models import check_batched
-from osmotic.osmosis import plots
-from osmotic.osmosis.agent import encoder_builder
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.trainer import OsmlResult, train_osml
+from osmotic.osml import plots
+from osmotic.osml.agent import encoder_builder
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.trainer import OsmlResult, train_osml
 from osmotic.report.rundir import RunDir, write_json
 from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import Logger, as_loggers
+from osmotic.runtime.modelcheck import check_batched
 from osmotic.runtime.strategies import STRATEGIES, make_strategy
 
 Context = Literal["simple", "complex"]
@@ -175,7 +175,7 @@ def resume(out: str | Path, show_progress: bool | None = None) -> Run:
         raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
     if not (rd / "checkpoint.safetensors").exists():
         raise ValueError(f"{rd}: no checkpoint.safetensors to resume from")
-    from osmotic.osmosis.cli import load_config_file
+    from osmotic.osml.cli import load_config_file
 
     config, data = load_config_file(rd / "config.yaml")
     if not data:

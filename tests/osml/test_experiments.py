@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from osmotic.osmosis.experiments import (
+from osmotic.osml.experiments import (
     EXPERIMENTS,
     CsvSource,
     GeneratedSource,

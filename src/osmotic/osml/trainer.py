@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from osmotic.engines.inprocess import InProcessEngine, cpu_threads, trim_heap
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.diffuser import Diffuser
-from osmotic.osmosis.metrics import context_accuracy, rank_score, spread
-from osmotic.osmosis.shard import OsmoticShard, objective
+from osmotic.engines.inprocess import cpu_threads, trim_heap
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.diffuser import Diffuser
+from osmotic.osml.engine import InProcessEngine
+from osmotic.osml.metrics import context_accuracy, rank_score, spread
+from osmotic.osml.shard import OsmoticShard, objective
 from osmotic.report.rundir import RunDir
 from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers
 from osmotic.runtime.strategies import make_strategy
@@ -49,7 +50,7 @@ def make_engine(config: OsmlConfig, train: Series, test: Series) -> Any:
         return lambda: InProcessEngine(make_shards(config, part_train, part_test), chunk)
 
     if config.engine == "ray":
-        from osmotic.engines.ray import RayEngine
+        from osmotic.osml.engine import RayEngine
 
         return RayEngine(list(train), build, actors=config.actors, address=config.ray_address,
                          threads=config.threads, restart=config.restart_failed)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from osmotic.osmosis.agent import OsmoticAgent
-from osmotic.osmosis.config import OsmlConfig
+from osmotic.osml.agent import OsmoticAgent
+from osmotic.osml.config import OsmlConfig
 from osmotic.runtime.population import Population
 
 

@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from osmotic.osmosis.metrics import sim
+from osmotic.osml.metrics import sim
 from osmotic.report.plots import draw_curves, panel_grid, row_of_panels, save
 
 UNCLUSTERED_COLOUR = "#d9d9d9"

@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from osmotic.cli import main
 from osmotic.data.timeseries import write_csv
 from osmotic.models import ModelError
-from osmotic.osmosis import experiments
-from osmotic.osmosis.agent import OsmoticAgent
+from osmotic.osml import experiments
+from osmotic.osml.agent import OsmoticAgent
 
 TINY = ["--epochs", "2", "--hidden", "4", "--batch-size", "20", "--cluster-every", "1",
         "--cluster-samples", "20"]

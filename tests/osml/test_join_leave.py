@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from osmotic.data.scenarios import latent_process
-from osmotic.osmosis.clustering import cluster, membership_changes
-from osmotic.osmosis.diffuser import Diffuser
-from osmotic.osmosis.metrics import mapped_ranks
+from osmotic.osml.clustering import cluster, membership_changes
+from osmotic.osml.diffuser import Diffuser
+from osmotic.osml.metrics import mapped_ranks
 from osmotic.runtime.strategies import make_strategy
 
 T, D = 600, 5
@@ -168,7 +168,7 @@ def test_without_join_score_nobody_goes_on_probation() -> None:
 def test_the_sub_contexts_plot_marks_membership_changes(tmp_path) -> None:
     from PIL import Image
 
-    from osmotic.osmosis.plots import subcontext_membership
+    from osmotic.osml.plots import subcontext_membership
 
     ids, epochs = ["0", "1", "2"], [1, 2, 3, 4]
     groups = [[], [["0", "1"]], [["0", "1"]], [["0", "1", "2"]]]

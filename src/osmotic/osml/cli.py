@@ -21,9 +21,9 @@ from osmotic.cli import CliError
 from osmotic.data.scenarios import generate_scenario
 from osmotic.data.synthetic import SIZES, generate_context
 from osmotic.data.timeseries import write_csv
-from osmotic.osmosis import experiments as ex
-from osmotic.osmosis.config import OsmlConfig
-from osmotic.osmosis.metrics import against_truth
+from osmotic.osml import experiments as ex
+from osmotic.osml.config import OsmlConfig
+from osmotic.osml.metrics import against_truth
 from osmotic.report.rundir import write_json
 from osmotic.settings import one_line, read_mapping
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from osmotic.data.timeseries import DataError, Series
-from osmotic.osmosis import experiments as ex
-from osmotic.osmosis.config import OsmlConfig
+from osmotic.osml import experiments as ex
+from osmotic.osml.config import OsmlConfig
 from osmotic.report.result import RunResult, configure, split_log
 from osmotic.runtime.lifecycle import Logger
 
@@ -37,7 +37,7 @@ def run(config: OsmlConfig | str | Path | None = None, *,
     loggers = split_log(log, settings)
     data: dict[str, Any] | None = None
     if isinstance(config, str | Path):
-        from osmotic.osmosis.cli import load_config_file
+        from osmotic.osml.cli import load_config_file
 
         config, data = load_config_file(Path(config))
     cfg = configure(OsmlConfig, config, settings)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from osmotic.data.datasets import Split
-from osmotic.holonic.trainer import Terminals
+from osmotic.data.splits import Split
+from osmotic.holarchy.trainer import Terminals
 
 
 class TerminalSettings(Protocol):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from osmotic.osmosis.trainer import train_osml
+from osmotic.osml.trainer import train_osml
 from osmotic.report.rundir import RunDir
 from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
 
@@ -61,7 +61,7 @@ def test_evaluating_more_often_does_not_change_training(tiny_context, tiny_confi
 
 
 def test_rewinding_to_the_start_clears_adam(tiny_context, tiny_config):
-    from osmotic.osmosis.shard import OsmoticShard
+    from osmotic.osml.shard import OsmoticShard
 
     train, test = tiny_context()
     config = tiny_config()
