@@ -65,7 +65,7 @@ def _resume(args: argparse.Namespace) -> int:
         summary = resume_holonic(args.run_dir)
         print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")
     elif mode == "dssl":
-        from osmotic.dssl.run import resume as resume_dssl
+        from osmotic.dssl.runner import resume as resume_dssl
 
         summary = resume_dssl(args.run_dir)
         print(json.dumps(summary) if args.json else f"resumed and finished: {summary['run_dir']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osmotic.dssl.run import load_data, run
+from osmotic.dssl.runner import load_data, run
 from tests.dssl.conftest import tiny
 from tests.dssl.test_runs import same_numbers
 

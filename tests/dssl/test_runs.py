@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from osmotic.cli import main
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAE, SimSiam
-from osmotic.dssl.run import SUMMARY_KEYS, load_data, run
+from osmotic.dssl.runner import SUMMARY_KEYS, load_data, run
 from osmotic.holarchy.trainer import LocalTrainer
 from osmotic.models.vit import TinyViT
 from osmotic.runtime.population import Population

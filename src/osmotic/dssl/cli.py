@@ -83,7 +83,7 @@ def _config(args: argparse.Namespace) -> DsslConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from osmotic.dssl.run import run
+    from osmotic.dssl.runner import run
 
     config = _config(args)
     summary = run(config, args.out or f"runs/dssl/{config.name}-seed{config.seed}")

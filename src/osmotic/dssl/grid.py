@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.plots import plot_drift, plot_embedding, plot_lines, plot_scatter
-from osmotic.dssl.run import Prober, load_data, module_builder, run
+from osmotic.dssl.runner import Prober, load_data, module_builder, run
 from osmotic.report import RunDir
 from osmotic.report.rundir import find_run, write_json
 
