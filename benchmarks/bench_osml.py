@@ -37,7 +37,7 @@ from typing import Any
 from common import machine_line, per_op_us
 
 # isort: off
-import osmotic  # noqa: F401  (before torch: it sets the OpenMP wait policy)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch, as the osmotic command does
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,7 +104,7 @@ def time_experiment(name: str, seeds: list[int]) -> Timing:
     for seed in seeds:
         train, test, timing.data = load_context(exp.context, seed)
         wall, cpu = time.perf_counter(), cpu_seconds()
-        result = train_osml(exp.config(seed=seed), train, test, show_progress=False)
+        result = train_osml(exp.config(seed=seed), train, test, progress=False)
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         timing.train_s.append(result.summary["train_seconds"])
         timing.train_cpu_s.append(result.summary["train_cpu_seconds"])
@@ -193,7 +193,7 @@ def scaling_worker(replicas: int, epochs: int) -> dict[str, Any]:
             marks.append((time.perf_counter(), row["train_seconds"]))
             clustering.append(row["cluster_seconds"])
 
-        train_osml(config, train, test, show_progress=False, log=log)
+        train_osml(config, train, test, progress=False, log=log)
         wall = time.perf_counter() - start
         out.update(epoch_breakdown(start, marks), cluster_s=clustering, wall_s=wall,
                    cpu_share=(cpu_seconds() - cpu) / wall)

@@ -162,7 +162,7 @@ def case_worker(agents: int, engine: str, epochs: int) -> dict[str, Any]:
                 watch.sample()
 
         start, cpu = time.perf_counter(), cpu_seconds()
-        train_osml(config, train, test, show_progress=False, log=log)
+        train_osml(config, train, test, progress=False, log=log)
         wall, driver_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     steps = next(iter(train.values())).shape[0] - config.window + 1
     return {"agents": agents, "engine": engine, "epochs": epochs, "load": load,

@@ -67,7 +67,7 @@ def case(engine: str, rounds: int, epochs: int) -> dict[str, Any]:
         actors.append(_actor_peak_mib())
 
     with tempfile.TemporaryDirectory() as out:
-        summary = run(config, Path(out) / "run", data, show_progress=False, log=log)
+        summary = run(config, Path(out) / "run", data, progress=False, log=log)
     timed = stamps[-2] - stamps[0]  # rounds 2 .. R-1: no warm-up, no evaluation
     return {"engine": engine, "seconds_per_round": timed / (rounds - 2),
             "driver_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -83,7 +83,7 @@ def main() -> None:
                               else GeneratedSource(exp.context, seed))
                     train, test = source.load(10)
                     config = exp.config(seed=seed, preserve=preserve)
-                    summaries.append(train_osml(config, train, test, show_progress=False).summary)
+                    summaries.append(train_osml(config, train, test, progress=False).summary)
                 cells = "; ".join(f"{k} {_fmt([f(s) for s in summaries])}" for k, f in stats.items())
                 found = sum(criterion(s) for s in summaries)
                 secs = statistics.mean(s["train_seconds"] for s in summaries)

@@ -48,7 +48,7 @@ def baseline_seconds(overrides: dict[str, Any]) -> float:
     source = (CsvSource.paper(PAPER_DATA, exp.context) if PAPER_DATA.is_dir()
               else GeneratedSource(exp.context, 0))
     train, test = source.load(10)
-    return train_osml(exp.config(**overrides), train, test, show_progress=False).summary["train_seconds"]
+    return train_osml(exp.config(**overrides), train, test, progress=False).summary["train_seconds"]
 
 
 def run_scenario(index: int, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def run_scenario(index: int, overrides: dict[str, Any]) -> dict[str, Any]:
     train, test, truth = generate_scenario(spec["groups"], spec["loners"], spec["noise"],
                                            spec["seed"])
     config = OsmlConfig().with_overrides(epochs=EPOCHS, **overrides)
-    result = train_osml(config, train, test, show_progress=False)
+    result = train_osml(config, train, test, progress=False)
     s = result.summary
     scores = against_truth([g["agents"] for g in s["subcontexts"]], s["agents"], truth)
     changes = [c for record in result.history for c in record["changes"]]

@@ -70,7 +70,7 @@ def one(seed: int, model: str, folder: Path, rounds: int, epochs: int,
     t0 = time.perf_counter()
     for name, members in (("fedavg", [f"t{i}" for i in range(5)]), ("central", ["all"])):
         r = osmotic.holonic.run(holarchy={"holarchy": {"id": "server", "members": members}},
-                                out=folder / f"{model}-{seed}-{name}", show_progress=False,
+                                out=folder / f"{model}-{seed}-{name}", progress=False,
                                 **common)
         out[name] = r.summary["mean_test_accuracy"]
         last = [row["mean_test_accuracy"] for row in r.metrics[-LAST:]]

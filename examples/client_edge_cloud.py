@@ -29,7 +29,7 @@ def main() -> None:
         model_params={"hidden": [64]}, distribution="dirichlet", alpha=0.5,
         participation=0.3, dropout_rate=0.1, budget=2, rounds=2 if args.toy else 40,
         local_epochs=1 if args.toy else 2, lr=0.05, log=["tensorboard"], out=args.out,
-        show_progress=not args.toy)
+        progress=not args.toy)
     for row in result.metrics[-3:]:
         acc = row["mean_test_accuracy"]
         print(f"round {row['round']}: {row['trained']} clients trained, {row['reported']} "

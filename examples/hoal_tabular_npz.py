@@ -38,7 +38,7 @@ def main() -> None:
         "data": {"format": "npz", "path": str(args.npz), "x": args.x, "y": args.y},
         "model": "my_models:TabularNet", "model_params": {"width": 64},
         "distribution": "dirichlet", "alpha": 0.5, "rounds": rounds, "local_epochs": epochs,
-        "lr": 0.05, "eval_every": rounds, "show_progress": not args.toy,  # an argument of run
+        "lr": 0.05, "eval_every": rounds, "progress": not args.toy,  # an argument of run
     }
     fedavg = osmotic.holonic.run(holarchy={"holarchy": {"id": "server", "members":
                                                         [f"t{i}" for i in range(5)]}},

@@ -48,7 +48,7 @@ def main() -> None:
     settings = {"epochs": 2, "hidden": 4, "cluster_every": 1, "batch_size": 20} if args.toy \
         else {"epochs": 10}
     result = osmotic.osml.run(train=args.train, test=args.test, out=args.out / "run",
-                              show_progress=not args.toy, **settings)
+                              progress=not args.toy, **settings)
     s = result.summary
     for sc in s["subcontexts"]:
         print(f"sub-context {{{', '.join(sc['agents'])}}}: context accuracy "

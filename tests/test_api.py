@@ -35,7 +35,7 @@ def test_holonic_run_on_arrays_with_a_model_class(tmp_path: Path) -> None:
                                  test=(x[200:], y[200:]), model=TabularNet,
                                  model_params={"width": 8}, rounds=2, local_epochs=1,
                                  participation=0.67, out=tmp_path / "r", log=seen.append,
-                                 show_progress=False)
+                                 progress=False)
     assert result.run_dir == tmp_path / "r"
     assert result.summary == json.loads((tmp_path / "r" / "summary.json").read_text())
     assert [row["round"] for row in result.metrics] == [1, 2] == [r["round"] for r in seen]
@@ -52,7 +52,7 @@ def test_a_model_class_defined_inside_a_function(tmp_path: Path) -> None:
 
     x, y = arrays()
     result = osmotic.holonic.run(holarchy=FEDAVG3, data=(x, y), model=Local, rounds=1,
-                                 local_epochs=1, out=tmp_path / "r", show_progress=False)
+                                 local_epochs=1, out=tmp_path / "r", progress=False)
     assert result.summary["model"].endswith("<locals>.Local")
     with pytest.raises(ValueError, match="defined inside a function, so only the process"):
         resolve_model("tests.elsewhere:make.<locals>.Net")
@@ -62,13 +62,13 @@ def test_holonic_run_on_a_config_object_a_file_and_a_dataset(tmp_path: Path) -> 
     x, y = arrays()
     config = HolonicConfig(holarchy=FEDAVG3, rounds=1, local_epochs=1, model="mlp")
     data = Dataset.from_arrays(x, y, holdout=40)
-    first = osmotic.holonic.run(config, data=data, out=tmp_path / "a", show_progress=False)
+    first = osmotic.holonic.run(config, data=data, out=tmp_path / "a", progress=False)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config.model_dump()))
     again = osmotic.holonic.run(tmp_path / "run.yaml", data=data, out=tmp_path / "b",
-                                show_progress=False, seed=0)
+                                progress=False, seed=0)
     assert first.summary["mean_test_accuracy"] == again.summary["mean_test_accuracy"]
     digits = osmotic.holonic.run(config, data="digits", out=tmp_path / "c",
-                                 show_progress=False)
+                                 progress=False)
     assert digits.summary["input_shape"] == [1, 8, 8]
 
 
@@ -86,7 +86,7 @@ def test_holonic_bad_settings_and_data_are_one_line(tmp_path: Path) -> None:
 def test_osml_run_on_series_in_memory_and_on_files(tmp_path: Path,
                                                   tiny_context: Callable) -> None:
     train, test = tiny_context()
-    mem = osmotic.osml.run(train=train, test=test, out=tmp_path / "m", show_progress=False,
+    mem = osmotic.osml.run(train=train, test=test, out=tmp_path / "m", progress=False,
                            **OSML_TINY)
     assert [row["epoch"] for row in mem.metrics] == [1, 2]
     assert set(mem.summary["spread"]) == set(train)
@@ -94,11 +94,11 @@ def test_osml_run_on_series_in_memory_and_on_files(tmp_path: Path,
     write_csv(tmp_path / "test.csv", test)
     files = osmotic.osml.run(osmotic.osml.OsmlConfig(**OSML_TINY), train=tmp_path / "train.csv",
                              test=tmp_path / "test.csv", out=tmp_path / "f",
-                             show_progress=False)
+                             progress=False)
     assert files.summary["context_accuracy"] == pytest.approx(mem.summary["context_accuracy"],
                                                               abs=1e-5)
     again = osmotic.osml.run(tmp_path / "f" / "config.yaml", out=tmp_path / "g",
-                             show_progress=False)  # the run's own config, data section too
+                             progress=False)  # the run's own config, data section too
     assert again.summary["context_accuracy"] == files.summary["context_accuracy"]
 
 
@@ -116,7 +116,7 @@ def test_osml_bad_series_are_one_line(tiny_context: Callable) -> None:
 def test_a_run_on_arrays_is_not_resumed_from_mnist(tmp_path: Path) -> None:
     x, y = arrays()
     osmotic.holonic.run(holarchy=FEDAVG3, data=(x, y), rounds=1, local_epochs=1,
-                        out=tmp_path / "r", show_progress=False)
+                        out=tmp_path / "r", progress=False)
     (tmp_path / "r" / "summary.json").unlink()
     from osmotic.holonic.runner import resume
 

@@ -1,17 +1,24 @@
-"""osmotic: learning across autonomous agents whose raw data never leaves them."""
-import os as _os
-import sys as _sys
+"""osmotic: learning across autonomous agents whose raw data never leaves them.
 
-# Idle OpenMP threads sleep instead of spinning. On a busy machine a spinning thread holds a core
-# that the thread it waits for needs: two intra-op threads then trained 7-20x slower than one
-# (benchmarks/README.md). OpenMP reads this once, when torch loads, so it only takes effect if
-# osmotic is imported first; `engines.inprocess.auto_threads` checks which case holds.
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# Numba's own thread pool for the clustering's rank scores (osmosis.metrics): its OpenMP layer
-# kills any child forked after a parallel call (multiprocessing's default on Linux), and resets
-# the OpenMP thread count that torch shares. A user's NUMBA_THREADING_LAYER wins.
-if "numba" not in _sys.modules:
-    _os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+`osmotic.run(config)` and `osmotic.resume(run_dir)` work for every mode; each mode is a package
+with the same face (`osmotic.osml`, `osmotic.holonic`, `osmotic.dssl`: `Config`, `run`,
+`resume`). Importing osmotic changes nothing in the process: no environment variables, no
+thread or allocator settings (a run sets what it needs while it runs).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "dssl", "holonic", "osml", "resume", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    """`run`, `resume` and the mode packages, imported on first use (a plain `import osmotic`
+    stays light)."""
+    if name in ("run", "resume"):
+        return getattr(importlib.import_module("osmotic.modes"), name)
+    if name in ("osml", "holonic", "dssl"):
+        return importlib.import_module(f"osmotic.{name}")
+    raise AttributeError(f"module 'osmotic' has no attribute {name!r}")

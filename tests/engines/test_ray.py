@@ -12,6 +12,7 @@ import pytest
 from osmotic.engines import RunInterrupted
 from osmotic.osml.trainer import train_osml
 from osmotic.report.rundir import RunDir
+from osmotic.runtime.session import Session
 from tests.osml.test_resume import AGENTS, interrupted_then_resumed
 
 
@@ -57,7 +58,8 @@ def test_killed_actor_stops_with_one_clear_error(ray_local, tiny_context, tiny_c
     config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
     with pytest.raises(RunInterrupted, match=r"losing agents .*last checkpoint: epoch 1; "
                                              r"resume with: osmotic resume"):
-        train_osml(config, train, test, run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at("epoch", 1))
+        train_osml(config, train, test, session=Session(config, RunDir(tmp_path / "run")),
+                   log=kill_an_actor_at("epoch", 1))
 
 
 def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tiny_context, tiny_config,
@@ -65,7 +67,8 @@ def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tiny_context
     train, test = tiny_context()
     config = tiny_config(epochs=3, agents=AGENTS, engine="ray", actors=2)
     straight = train_osml(config.with_overrides(engine="inprocess"), train, test)
-    restarted = train_osml(config.with_overrides(restart_failed=True), train, test,
-                           run_dir=RunDir(tmp_path / "run"), log=kill_an_actor_at("epoch", 1))
+    restart = config.with_overrides(restart_failed=True)
+    restarted = train_osml(restart, train, test, session=Session(restart, RunDir(tmp_path / "run")),
+                           log=kill_an_actor_at("epoch", 1))
     assert [r["epoch"] for r in restarted.metrics] == [1, 2, 3]
     close(straight, restarted)

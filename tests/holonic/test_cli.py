@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from osmotic.cli import main
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.runner import run
+from osmotic.report.result import RunResult
 
 KEYS = {"structure", "distribution", "rounds", "mean_test_accuracy", "mean_train_loss",
         "root_test_accuracy", "messages", "bytes", "train_seconds", "seed", "engine"}
@@ -55,12 +56,12 @@ def test_reproduce_uses_the_papers_settings(tmp_path: Path, capsys: pytest.Captu
     """The wiring only (real runs are tested above): paper settings, flags passed through."""
     seen: list[HolonicConfig] = []
 
-    def fake_run(config: HolonicConfig, out: str) -> dict[str, Any]:
+    def fake_run(config: HolonicConfig, *, out: Path, **_: Any) -> RunResult:
         seen.append(config)
-        return {"structure": config.structure, "distribution": config.distribution,
-                "rounds": config.rounds, "run_dir": out, "mean_test_accuracy": 0.5}
+        return RunResult({"structure": config.structure, "distribution": config.distribution,
+                          "rounds": config.rounds, "mean_test_accuracy": 0.5}, [], Path(out))
 
-    monkeypatch.setattr("osmotic.holonic.runner.run", fake_run)
+    monkeypatch.setattr("osmotic.holonic.api.run", fake_run)
     code, out, _ = holonic(capsys, "reproduce", "--structure", "1P", "--distribution",
                            "eqniid", "--rounds", "7", "--out", str(tmp_path / "r"), "--json")
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["rounds"] == 7
@@ -79,7 +80,7 @@ def test_reproduce_uses_the_papers_settings(tmp_path: Path, capsys: pytest.Captu
 
 def test_p2p_run_has_no_root_accuracy(tmp_path: Path) -> None:
     summary = run(HolonicConfig(structure="1P", pool_size=100, **TINY), tmp_path / "r",
-                  show_progress=False)
+                  progress=False)
     assert summary["root_test_accuracy"] is None and summary["messages"]["vertical"] == 0
 
 
@@ -93,14 +94,14 @@ def test_custom_holarchy_with_one_terminal(tmp_path: Path, capsys: pytest.Captur
 
 def test_lone_terminal_without_head(tmp_path: Path) -> None:
     cfg = HolonicConfig(holarchy={"holarchy": {"id": "solo"}}, pool_size=30, **TINY)
-    summary = run(cfg, tmp_path / "r", show_progress=False)
+    summary = run(cfg, tmp_path / "r", progress=False)
     assert summary["root_test_accuracy"] is None and summary["messages"]["vertical"] == 0
 
 
 def test_terminal_with_one_sample(tmp_path: Path) -> None:
     """11 samples over 10 terminals: nine terminals hold a single sample."""
     cfg = HolonicConfig(structure="2L", pool_size=11, **TINY)
-    summary = run(cfg, tmp_path / "r", show_progress=False)
+    summary = run(cfg, tmp_path / "r", progress=False)
     rows = json.loads((tmp_path / "r" / "partition.json").read_text())
     assert sorted(r["samples"] for r in rows)[:9] == [1] * 9
     assert summary["mean_train_loss"] > 0
@@ -108,7 +109,7 @@ def test_terminal_with_one_sample(tmp_path: Path) -> None:
 
 def test_more_terminals_than_samples_per_class(tmp_path: Path) -> None:
     cfg = HolonicConfig(structure="4L", distribution="eqniid", pool_size=20, **TINY)
-    assert run(cfg, tmp_path / "r", show_progress=False)["rounds"] == 1
+    assert run(cfg, tmp_path / "r", progress=False)["rounds"] == 1
 
 
 def test_more_terminals_than_samples_is_one_line(tmp_path: Path,

@@ -145,7 +145,7 @@ def test_run_with_participation_and_dropouts(tmp_path: Path) -> None:
     ten = {"holarchy": {"id": "R", "members": [str(i) for i in range(10)]}}
     config = HolonicConfig(holarchy=ten, data="digits", rounds=3, local_epochs=1,
                            participation=0.3, dropout_rate=0.5, seed=2)
-    run(config, tmp_path / "r", show_progress=False)
+    run(config, tmp_path / "r", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text()
             .splitlines()]
     assert [r["trained"] for r in rows] == [3, 3, 3]

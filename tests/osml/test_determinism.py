@@ -16,7 +16,7 @@ def test_same_seed_same_summary_other_seed_other_numbers(
         tiny_context: Callable, tiny_config: Callable[..., OsmlConfig]) -> None:
     train, test = tiny_context()
     configs = [tiny_config(agents=["0", "1", "M0"], seed=s) for s in (0, 0, 1)]
-    runs = [train_osml(c, train, test, show_progress=False) for c in configs]
+    runs = [train_osml(c, train, test, progress=False) for c in configs]
     assert _numbers(runs[0].summary) == _numbers(runs[1].summary)
     assert (runs[0].test_embeddings == runs[1].test_embeddings).all()
     assert runs[0].history == runs[1].history
@@ -29,7 +29,7 @@ def test_times_add_up(tiny_context: Callable, tiny_config: Callable[..., OsmlCon
     epoch's training seconds, and zero in an epoch without a clustering."""
     train, test = tiny_context()
     config = tiny_config(agents=["0", "1"], epochs=2, cluster_every=2)
-    run = train_osml(config, train, test, show_progress=False)
+    run = train_osml(config, train, test, progress=False)
     first, second = run.metrics
     assert 0 < first["train_seconds"] < second["train_seconds"] == run.summary["train_seconds"]
     assert 0 < run.summary["train_cpu_seconds"]

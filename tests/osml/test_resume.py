@@ -10,6 +10,7 @@ import torch
 from osmotic.osml.trainer import train_osml
 from osmotic.report.rundir import RunDir
 from osmotic.runtime.checkpoint import load_checkpoint, save_checkpoint
+from osmotic.runtime.session import Session
 
 AGENTS = ["0", "1", "M0", "M1"]
 
@@ -17,11 +18,13 @@ AGENTS = ["0", "1", "M0", "M1"]
 def interrupted_then_resumed(tiny_context, tiny_config, tmp_path: Path, **engine):
     train, test = tiny_context()
     config = tiny_config(epochs=4, agents=AGENTS, **engine)
-    straight = train_osml(config, train, test, run_dir=RunDir(tmp_path / "straight"))
+    straight = train_osml(config, train, test,
+                          session=Session(config, RunDir(tmp_path / "straight")))
     # An interruption after epoch 2 leaves exactly what a 2-epoch run leaves on disk.
-    train_osml(config.with_overrides(epochs=2), train, test, run_dir=RunDir(tmp_path / "cut"))
-    resumed = train_osml(config, train, test, run_dir=RunDir(tmp_path / "cut", fresh=False),
-                         resume=True)
+    cut = config.with_overrides(epochs=2)
+    train_osml(cut, train, test, session=Session(cut, RunDir(tmp_path / "cut")))
+    resumed = train_osml(config, train, test, session=Session(
+        config, RunDir(tmp_path / "cut", fresh=False), resume=True))
     return straight, resumed, RunDir(tmp_path / "cut", fresh=False)
 
 

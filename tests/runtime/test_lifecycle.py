@@ -45,7 +45,7 @@ class Counter:
 
 def run(job: Counter, rd: RunDir | None, total: int = 5, **kw: Any) -> Lifecycle:
     life = Lifecycle(job, total=total, unit="round", run_dir=rd, **kw)
-    life.run(show_progress=False)
+    life.run(progress=False)
     return life
 
 
@@ -63,7 +63,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     rd = RunDir(tmp_path / "r")
     run(Counter(), rd, total=3, checkpoint_every=1)
     resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path, fresh=False))
-    assert resumed.run(resume=True, show_progress=False) == straight
+    assert resumed.run(resume=True, progress=False) == straight
     assert rd.read_metrics() == straight
 
 
@@ -81,7 +81,7 @@ def test_lost_agents_rewind_or_stop(tmp_path):
 def test_resume_without_checkpoint_is_one_line(tmp_path):
     life = Lifecycle(Counter(), total=2, unit="round", run_dir=RunDir(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no checkpoint.safetensors to resume from"):
-        life.run(resume=True, show_progress=False)
+        life.run(resume=True, progress=False)
 
 
 def test_checkpoint_from_before_the_lifecycle_resumes(tmp_path):
@@ -93,4 +93,4 @@ def test_checkpoint_from_before_the_lifecycle_resumes(tmp_path):
     save_checkpoint(rd.file("checkpoint.safetensors"), {"counter": {"x": torch.tensor([3.0])}},
                     {"round": 2, "metrics": rd.read_metrics(), "note": "toy"})
     resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path, fresh=False))
-    assert resumed.run(resume=True, show_progress=False) == run(Counter(), None).metrics
+    assert resumed.run(resume=True, progress=False) == run(Counter(), None).metrics

@@ -95,24 +95,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from osmotic.cli import CliError
+    from osmotic.settings import InputError
     from osmotic.dssl.grid import CellsFailed, run_grid
     from osmotic.engines.inprocess import usable_cores
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")
     if args.workers is not None and args.workers < 1:
-        raise CliError(f"--workers must be at least 1, got {args.workers}")
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
     if args.limit is not None and args.limit < 1:
-        raise CliError(f"--limit must be at least 1, got {args.limit}")
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        raise CliError(f"--seeds must be distinct and non-negative, got {args.seeds}")
+        raise InputError(f"--seeds must be distinct and non-negative, got {args.seeds}")
     workers = args.workers or max(1, len(usable_cores()) // base.threads)
     try:
         summaries = run_grid(base, out, args.seeds, limit=args.limit,
                              report_only=args.report_only, workers=workers)
     except CellsFailed as e:
-        raise CliError(str(e)) from None
+        raise InputError(str(e)) from None
     print(json.dumps({"grid": str(out), "runs": summaries}) if args.json else
           f"{len(summaries)} runs; table and figures in {out} (comparison.md, *.png)")
     return 0

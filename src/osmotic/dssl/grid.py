@@ -70,7 +70,7 @@ def _label(config: DsslConfig) -> str:
 
 
 def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
-             show_progress: bool | None = None, limit: int | None = None,
+             progress: bool | None = None, limit: int | None = None,
              log: Callable[[str], None] = print, report_only: bool = False,
              workers: int = 1) -> list[dict[str, Any]]:
     """Run (or read back) every cell for every seed; write table and figures. `limit` stops
@@ -110,7 +110,7 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
         for at, cfg, path, resume in todo:
             if cfg.seed not in pools:
                 pools[cfg.seed] = load_data(cfg)
-            finished(at, cfg, run(cfg, path, pools[cfg.seed], show_progress, resume=resume))
+            finished(at, cfg, run(cfg, path, pools[cfg.seed], progress, resume=resume))
     else:
         # spawn: no forked torch thread pools; SIGINT's default in the workers, so that Ctrl-C
         # stops the grid (checkpoints are written atomically) instead of each worker reporting

@@ -1,4 +1,8 @@
-"""`osmotic holonic reproduce | run | draw`."""
+"""`osmotic holonic run | reproduce | draw`: holonic learning from the command line.
+
+`holonic run` takes one option per HolonicConfig field, generated from the settings model
+(`runtime.options`); `reproduce` runs the paper's MNIST study and `draw` renders a holarchy.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,16 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from osmotic.holarchy.holarchy import Holarchy
-from osmotic.holonic.config import ENGINE_FIELDS, HolonicConfig
-from osmotic.report.tensorboard import LOGGERS
+from osmotic.holonic.config import HolonicConfig
+from osmotic.report.result import RunResult
+from osmotic.runtime.options import add_config_options, add_run_command, config_overrides, report
+from osmotic.runtime.session import add_mode_parser
+from osmotic.settings import EngineSettings, InputError
+
+HELP = "Holonic Learning (holarchies, HoAL averaging; FedAvg, hierarchical FL and P2P)"
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(subparsers: Any) -> None:
     """Register `holonic` and its sub-commands on the top-level parser's subparsers."""
-    p = sub.add_parser("holonic", help="Holonic Learning (holarchies, HoAL averaging)")
-    hsub = p.add_subparsers(dest="holonic_command", required=True)
+    sub = add_mode_parser(subparsers, "holonic", HELP)
+    add_run_command(sub, HolonicConfig, help="any holarchy, data, model and schedule",
+                    run=_run, describe=describe)
 
-    rep = hsub.add_parser("reproduce", help="the paper's MNIST study (one cell, or --grid)")
+    rep = sub.add_parser("reproduce", help="the paper's MNIST study (one cell, or --grid)")
     rep.add_argument("--structure", choices=["1P", "2L", "3L", "4L"])
     rep.add_argument("--distribution", choices=["iid", "eqniid", "ueqniid"])
     rep.add_argument("--grid", action="store_true",
@@ -24,83 +34,54 @@ def add_commands(sub: Any) -> None:
     rep.add_argument("--rounds", type=int, help="rounds (default 50)")
     rep.add_argument("--eval-every", type=int, help="test every N rounds and the last "
                      "(default 1)")
-    _common(rep)
+    rep.add_argument("--mnist-dir", help="IDX folder (its t10k files become the test set)")
+    rep.add_argument("--seed", type=int)
+    rep.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
+    rep.add_argument("--json", action="store_true", help="print summary.json as the last line")
+    add_config_options(rep, EngineSettings)
     rep.set_defaults(func=_reproduce)
 
-    run = hsub.add_parser("run", help="any holarchy, partition, model and schedule")
-    run.add_argument("--config", required=True, help="run settings (YAML)")
-    _common(run)
-    run.set_defaults(func=_run)
-
-    draw = hsub.add_parser("draw", help="render a holarchy YAML to PNG")
+    draw = sub.add_parser("draw", help="render a holarchy YAML to PNG")
     draw.add_argument("file", help="holarchy YAML")
     draw.add_argument("--out", help="PNG path (default: beside the YAML)")
     draw.set_defaults(func=_draw)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mnist-dir", help="IDX folder (its t10k files become the test set)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
-    p.add_argument("--json", action="store_true", help="print summary.json as the last line")
-    p.add_argument("--threads", type=int, help="CPU threads per process (default 0: the idle cores)")
-    p.add_argument("--engine", choices=["inprocess", "ray"], help="where terminals train "
-                   "(default inprocess)")
-    p.add_argument("--actors", type=int, help="Ray actors (default: one per CPU)")
-    p.add_argument("--ray-address", help="Ray cluster to join ('auto' or HOST:PORT)")
-    p.add_argument("--restart-failed", action="store_true", default=None,
-                   help="recreate lost Ray actors from the last checkpoint and go on")
-    p.add_argument("--checkpoint-every", type=int, help="rounds between checkpoints "
-                   "(default: the budget K)")
-    p.add_argument("--log", nargs="+", choices=LOGGERS, help="live loggers besides "
-                   "metrics.jsonl (tensorboard: event files in RUN_DIR/tensorboard)")
+def describe(result: RunResult) -> str:
+    """Structure, distribution, accuracy, rounds and where the files are."""
+    s = result.summary
+    return (f"{s['structure']}/{s['distribution']}: mean test accuracy "
+            f"{s['mean_test_accuracy']:.4f} after {s['rounds']} rounds; results in "
+            f"{result.run_dir}")
 
 
-def _engine(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine, thread and checkpoint options given on the command line (unset: None)."""
-    return {k: getattr(args, k) for k in ENGINE_FIELDS}
+def _run(config: HolonicConfig, args: argparse.Namespace) -> RunResult:
+    from osmotic.holonic.api import run
+
+    return run(config, out=args.out)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     overrides = {"rounds": args.rounds, "mnist_dir": args.mnist_dir, "seed": args.seed,
-                 "eval_every": args.eval_every, **_engine(args)}
+                 "eval_every": args.eval_every, **config_overrides(args, EngineSettings)}
     if args.grid:
         if args.structure or args.distribution:
-            raise ValueError("--grid runs every structure and distribution; drop --structure "
+            raise InputError("--grid runs every structure and distribution; drop --structure "
                              "and --distribution")
         from osmotic.holonic.grid import run_grid
 
         out = Path(args.out or "runs/holonic/grid")
         summaries = run_grid(HolonicConfig(structure="2L").with_overrides(**overrides), out)
-        _report({"grid": str(out), "runs": summaries}, args.json,
-                 f"grid written to {out} (comparison.md, grid-*.png)")
+        print(json.dumps({"grid": str(out), "runs": summaries}) if args.json
+              else f"grid written to {out} (comparison.md, grid-*.png)")
         return 0
     if not (args.structure and args.distribution):
-        raise ValueError("reproduce needs --structure and --distribution (or --grid)")
+        raise InputError("reproduce needs --structure and --distribution (or --grid)")
+    from osmotic.holonic.api import run
+
     config = HolonicConfig(structure=args.structure, distribution=args.distribution)
-    return _train(config.with_overrides(**overrides),
-                  args.out or f"runs/holonic/{args.structure}-{args.distribution}", args.json)
-
-
-def _run(args: argparse.Namespace) -> int:
-    config = HolonicConfig.from_yaml(args.config)
-    config = config.with_overrides(mnist_dir=args.mnist_dir, seed=args.seed, **_engine(args))
-    return _train(config, args.out or f"runs/holonic/{config.name}-{config.distribution}",
-                  args.json)
-
-
-def _train(config: HolonicConfig, out: str, as_json: bool) -> int:
-    from osmotic.holonic.runner import run
-
-    summary = run(config, out)
-    _report(summary, as_json, f"{summary['structure']}/{summary['distribution']}: mean test "
-            f"accuracy {summary['mean_test_accuracy']:.4f} after {summary['rounds']} rounds; "
-            f"results in {summary['run_dir']}")
-    return 0
-
-
-def _report(obj: dict[str, Any], as_json: bool, line: str) -> None:
-    print(json.dumps(obj) if as_json else line)
+    result = run(config.with_overrides(**overrides), out=args.out)
+    return report(result, args.json, describe)
 
 
 def _draw(args: argparse.Namespace) -> int:

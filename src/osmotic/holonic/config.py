@@ -6,25 +6,22 @@ budget K = 2; 50 rounds (the paper ran 200-250; 50 is where its curves have flat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec
 from osmotic.holarchy.builders import structure
-from osmotic.holarchy.holarchy import Holarchy, HolarchyError
+from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, resolve_model
-from osmotic.settings import Settings, one_line, read_mapping
-
-ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
-                 "checkpoint_every", "log")
-"""Settings that decide where and how safely a run computes, not what it computes."""
+from osmotic.settings import EngineSettings
 
 
-class HolonicConfig(Settings):
+class HolonicConfig(EngineSettings):
     """Every setting of a holonic run."""
 
-    engine_fields = ENGINE_FIELDS
+    mode: ClassVar[str] = "holonic"
+    recorded: ClassVar[tuple[str, ...]] = ("resolved_holarchy", "data_source", "data_in_memory")
 
     structure: Literal["1P", "2L", "3L", "4L"] | None = Field(
         None, description="one of the paper's holarchies (exclusive with `holarchy`)")
@@ -59,20 +56,6 @@ class HolonicConfig(Settings):
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
     seed: int = Field(0, ge=0)
-    threads: int = Field(0, ge=0, description="CPU threads for tensor operations, per process; "
-                         "0: the idle cores (one per Ray actor)")
-    engine: Literal["inprocess", "ray"] = "inprocess"
-    actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
-                               "most one per terminal)")
-    ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
-                                    "HOST:PORT); default: start a local instance")
-    restart_failed: bool = Field(False, description="recreate lost Ray actors from the last "
-                                 "checkpoint and go on, instead of stopping")
-    checkpoint_every: int | None = Field(None, ge=1, description="rounds between checkpoints "
-                                         "(default: the budget K)")
-    log: list[Literal["tensorboard"]] = Field(default_factory=list, description="live loggers "
-                                              "besides metrics.jsonl (tensorboard: event files "
-                                              "in the run directory)")
 
     @field_validator("data", "test", mode="before")
     @classmethod
@@ -114,18 +97,15 @@ class HolonicConfig(Settings):
         return Holarchy.from_dict(self.holarchy, "config holarchy")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> HolonicConfig:
-        """Read a run config; a relative `holarchy` file is taken relative to the config."""
-        path = Path(path)
-        data = read_mapping(path, HolarchyError)
+    def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A relative `holarchy` file, and the data files, taken from the config's folder
+        (recorded absolute, for resume)."""
+        data = dict(data)
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
-            data["holarchy"] = str(path.parent / data["holarchy"])
-        for key in ("data", "test"):  # data files too, recorded absolute (for resume)
+            data["holarchy"] = str(folder / data["holarchy"])
+        for key in ("data", "test"):
             entry = data.get(key)
             if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
                     and not Path(entry["path"]).is_absolute():
-                data[key] = {**entry, "path": str((path.parent / entry["path"]).resolve())}
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise HolarchyError(one_line(e, str(path))) from None
+                data[key] = {**entry, "path": str((folder / entry["path"]).resolve())}
+        return data

@@ -20,7 +20,7 @@ from osmotic.report.rundir import find_run, write_json
 DISTRIBUTIONS = ("iid", "eqniid", "ueqniid")
 
 
-def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = None,
+def run_grid(base: HolonicConfig, out: str | Path, progress: bool | None = None,
              structures: tuple[str, ...] = STRUCTURES,
              distributions: tuple[str, ...] = DISTRIBUTIONS) -> list[dict[str, Any]]:
     """Run every combination (the data are loaded once) and write the comparison.
@@ -40,7 +40,7 @@ def run_grid(base: HolonicConfig, out: str | Path, show_progress: bool | None = 
             if state == "finished":
                 summaries.append(json.loads((cell / "summary.json").read_text()))
             else:
-                summaries.append(run(cfg, cell, data, show_progress,
+                summaries.append(run(cfg, cell, data, progress,
                                      resume=state == "interrupted"))
     write_comparison(out, summaries)
     return summaries

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from osmotic.data import partition as partitions
 from osmotic.data.datasets import load_dataset
 from osmotic.data.splits import Dataset
-from osmotic.engines.inprocess import cpu_threads
 from osmotic.holarchy.draw import draw_holarchy
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.schedule import Participation, SyncSchedule
@@ -33,9 +32,9 @@ from osmotic.holonic.plots import plot_curves
 from osmotic.models import make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
-from osmotic.report.tensorboard import live_loggers
-from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers, resumable
+from osmotic.runtime.lifecycle import Logger, resumable
 from osmotic.runtime.modelcheck import check_batched
+from osmotic.runtime.session import Session
 
 
 def load_data(config: HolonicConfig) -> Dataset:
@@ -56,7 +55,7 @@ def model_builder(config: HolonicConfig, data: Dataset) -> Callable[[], nn.Modul
 
 
 def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
-        show_progress: bool | None = None, *, resume: bool = False,
+        progress: bool | None = None, *, resume: bool = False,
         log: Logger | Sequence[Logger] | None = None, in_memory: bool = False
         ) -> dict[str, Any]:
     """Train for `config.rounds` rounds; returns the summary (also written to summary.json).
@@ -76,29 +75,34 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
     labels = data.train.labels.numpy()
     parts = partitions.partition(labels, len(terminals), config.distribution, config.seed,
                                  config.alpha)
-    rd = RunDir(out, fresh=not resume)
+    session = Session.open(config, out, resume=resume, record={
+        "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
+        "data_in_memory": in_memory})
+    rd = session.dir
     if not resume:
-        _describe(rd, config, holarchy, data, parts, in_memory)
+        partitions.record(labels, parts, terminals, rd.path, rd.plots,
+                          f"{config.distribution}: samples per class per terminal")
+        draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
     schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget)
-    init = schedule.init
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
     participation = Participation(holarchy, config.participation, config.dropout_rate,
                                   config.seed)
-    with cpu_threads(config.threads), live_loggers(config.log, rd) as live:
-        engine = make_terminals(config, terminals, init, data.train, parts, model=build)
-        try:
-            rounds = HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
-            row = Lifecycle(rounds, total=config.rounds, unit="round", run_dir=rd,
-                            checkpoint_every=config.checkpoint_every or config.budget,
-                            restart_failed=config.restart_failed,
-                            label=f"holonic {config.name}/{config.distribution}",
-                            loggers=[*as_loggers(log), *live]).run(resume, show_progress)[-1]
-            _save_models(rd, terminals, engine.state(), schedule)
-        finally:
-            engine.shutdown()
+
+    def finish(job: HolonicJob, rows: list[dict[str, Any]]) -> HolonicJob:
+        _save_models(rd, terminals, job.engine.state(), schedule)
+        return job
+
+    rounds = session.train(
+        lambda: make_terminals(config, terminals, schedule.init, data.train, parts,
+                               model=build),
+        lambda engine: HolonicJob(config, holarchy, engine, schedule, evaluator, participation),
+        total=config.rounds, unit="round", label=f"holonic {config.name}/{config.distribution}",
+        checkpoint_every=config.checkpoint_every or config.budget, finish=finish, log=log,
+        progress=progress)
     write_json(rd.file("traffic.json"), schedule.traffic.per_holon())
     history = rd.read_metrics()
+    row = history[-1]
     plot_curves(history, rd.plots / "curves.png", f"{config.name} / {config.distribution}")
     summary = {"structure": config.name, "distribution": config.distribution,
                "rounds": config.rounds, "mean_test_accuracy": row["mean_test_accuracy"],
@@ -111,29 +115,18 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                "model": config.model_name(data.input_shape),
                "input_shape": list(data.input_shape), "classes": data.classes,
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
-    rd.write_summary(summary)
+    session.finish(summary)
     return summary
 
 
-def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]:
+def resume(out: str | Path, progress: bool | None = None) -> dict[str, Any]:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
     rd = resumable(out)
     if (yaml.safe_load((rd / "config.yaml").read_text()) or {}).get("data_in_memory"):
         raise ValueError(f"{rd}: this run's data were given in memory; resume it from Python "
                          "with the same data: osmotic.holonic.runner.run(config, out, data, "
                          "resume=True)")
-    return run(HolonicConfig.from_run(rd), rd, show_progress=show_progress, resume=True)
-
-
-def _describe(rd: RunDir, config: HolonicConfig, holarchy: Holarchy, data: Dataset,
-              parts: list[np.ndarray], in_memory: bool) -> None:
-    """config.yaml (with `mode`, for `osmotic resume`), the partition and the holarchy."""
-    rd.write_config({"mode": "holonic", **config.model_dump(),
-                     "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
-                     "data_in_memory": in_memory})
-    partitions.record(data.train.labels.numpy(), parts, holarchy.terminals(), rd.path, rd.plots,
-                      f"{config.distribution}: samples per class per terminal")
-    draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
+    return run(HolonicConfig.from_yaml(rd / "config.yaml"), rd, progress=progress, resume=True)
 
 
 class HolonicJob:

@@ -1,5 +1,5 @@
-"""`osmotic.osml.run`: an OSM-L run from Python, on a config or keyword settings, with series in
-memory or CSV files in the paper's layout. See docs/api.md."""
+"""The OSM-L mode's face: `run` and `resume` from Python (docs/api.md), on a config, a YAML
+file or keyword settings, with series in memory or CSV files in the paper's layout."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -10,17 +10,19 @@ import numpy as np
 
 from osmotic.data.timeseries import DataError, Series
 from osmotic.osml import experiments as ex
+from osmotic.osml.cli import HELP, describe
 from osmotic.osml.config import OsmlConfig
-from osmotic.report.result import RunResult, configure, split_log
+from osmotic.report.result import RunResult
 from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.session import Mode, configure, split_log
 
-__all__ = ["OsmlConfig", "run"]
+__all__ = ["MODE", "OsmlConfig", "resume", "run"]
 
 
 def run(config: OsmlConfig | str | Path | None = None, *,
         train: Mapping[str, Any] | str | Path | None = None,
         test: Mapping[str, Any] | str | Path | None = None, out: str | Path | None = None,
-        show_progress: bool | None = None,
+        progress: bool | None = None,
         log: Logger | str | Sequence[Logger | str] | None = None,
         **settings: Any) -> RunResult:
     """Train OSM-L agents; returns the summary, every epoch's metrics and the run directory.
@@ -30,19 +32,15 @@ def run(config: OsmlConfig | str | Path | None = None, *,
     fields applied on top (`epochs=10`, `strategy="geometric_median"`,
     `encoder="my_package.nets:MyEncoder"` or the class itself, ...). `train` / `test` are
     {agent id: array [T, k]} in memory (the same agents in both; a 1-D array is one feature),
-    or CSV files in the paper's layout. `out` is the run directory (default
-    runs/osml/run-seed<N>); `log` holds callables, each called with every epoch's metrics
-    row, and logger names (`"tensorboard"`: event files in the run directory).
+    or CSV files in the paper's layout; without them, the config's `data` section. `out` is the
+    run directory (default runs/osml/run-seed<N>); `log` holds callables, each called with
+    every epoch's metrics row, and logger names (`"tensorboard"`: event files in the run
+    directory). `progress`: a progress bar (None: when the terminal is interactive).
     """
     loggers = split_log(log, settings)
-    data: dict[str, Any] | None = None
-    if isinstance(config, str | Path):
-        from osmotic.osml.cli import load_config_file
-
-        config, data = load_config_file(Path(config))
     cfg = configure(OsmlConfig, config, settings)
-    if train is None and test is None and data is not None:
-        source = ex.source_from_record(data)
+    if train is None and test is None and cfg.data:
+        source = ex.source_from_record(cfg.data)
         train_s, test_s = source.load(cfg.window)
         record = source.record()
     elif isinstance(train, str | Path) and isinstance(test, str | Path):
@@ -56,10 +54,20 @@ def run(config: OsmlConfig | str | Path | None = None, *,
                             f"{list(test_s)}")
         record = {"memory": "series given from Python"}
     else:
-        raise ValueError("give train and test: both {agent: array [T, k]} or both CSV paths")
+        raise ValueError("give train and test: both {agent: array [T, k]} or both CSV paths "
+                         "(or a config with a data section)")
     done = ex.run(cfg, train_s, test_s, out or ex.default_out("run", cfg.seed), source=record,
-                  show_progress=show_progress, log=loggers)
+                  progress=progress, log=loggers)
     return RunResult.from_dir(done.dir.path)
+
+
+def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
+    """Continue an interrupted OSM-L run from its last checkpoint, with its own settings and
+    data; ends with the numbers the uninterrupted run would have produced."""
+    return RunResult.from_dir(ex.resume(run_dir, progress).dir.path)
+
+
+MODE = Mode("osml", HELP, OsmlConfig, run, resume, describe)
 
 
 def series(arrays: Mapping[str, Any], split: str, window: int) -> Series:

@@ -1,31 +1,37 @@
 """OSM-L settings: one validated object, saved with every run as `config.yaml`."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from osmotic.models import resolve_model
 from osmotic.runtime.strategies import STRATEGIES
-from osmotic.settings import Settings
+from osmotic.settings import EngineSettings
 
 
-class OsmlConfig(Settings):
+class OsmlConfig(EngineSettings):
     """Every setting of an OSM-L run. Defaults are the paper's (§IV) except where noted.
 
-    Some defaults differ from the paper's and the issue's first proposal, on evidence from the
-    paper's data and generated contexts (README, "Choosing the defaults"):
+    Some defaults differ from the paper's and the method's first description, on evidence from
+    the paper's data and generated contexts (docs/results.md, "Choosing the defaults"):
     `preserve="reconstruction"` instead of InfoNCE, `alpha=0.8` instead of 0.5, `lr=0.01`
     instead of 1e-3, `threshold=0.95` instead of 0.97 (with the `min_rank` gate added) and
     `unclustered="rest"` instead of "global". With five epochs of 19 batches, Adam at 1e-3
     cannot both align and keep information; InfoNCE at any weight either blocks alignment or
     lets noise agents collapse the shared context; under "global", two related agents left out
     of the first sub-context are pulled towards it and may never find each other. `join_score`
-    and `stay_rank` (ours) are the way into and out of a sub-context after the first
-    clustering, chosen on generated scenarios with a known answer (README, "Contexts nobody
-    tuned for").
+    and `stay_rank` are the way into and out of a sub-context after the first
+    clustering, chosen on generated scenarios with a known answer (docs/results.md, "Contexts
+    nobody tuned for").
     """
 
+    mode: ClassVar[str] = "osml"
+
+    data: dict[str, Any] | None = Field(None, description="where the series come from: "
+                                        "{train: CSV, test: CSV} in the paper's layout, or "
+                                        "{generated: simple|complex, seed: N}")
     agents: list[str] | None = Field(None, description="agent ids to use; default: all in the data")
     epochs: int = Field(5, ge=1)
     window: int = Field(10, ge=1, description="sliding-window length w (stride 1)")
@@ -38,12 +44,12 @@ class OsmlConfig(Settings):
     dim: int = Field(5, ge=2, description="shared embedding size d")
     lr: float = Field(0.01, gt=0, description="Adam learning rate (paper: 1e-3)")
     alpha: float = Field(0.8, ge=0, le=1, description="weight of alignment vs preservation "
-                         "(issue: 0.5)")
+                         "(0.5 in the method's first description)")
     preserve: Literal["infonce", "reconstruction", "reference"] = "reconstruction"
     temperature: float = Field(0.1, gt=0, description="τ of the contrastive preservation terms")
-    sphere: bool = Field(True, description="embeddings on the sphere of radius √d (ours)")
+    sphere: bool = Field(True, description="embeddings on the sphere of radius √d (an addition to the paper)")
     normalize_inputs: bool = Field(True, description="standardise each agent's features with "
-                                   "its own training statistics (ours)")
+                                   "its own training statistics (an addition to the paper)")
     strategy: str = Field("mean", description="osmotic strategy")
     strategy_params: dict[str, float] = Field(default_factory=dict)
     cluster_every: int = Field(2, ge=1, description="epochs between clusterings (c)")
@@ -55,39 +61,34 @@ class OsmlConfig(Settings):
                             "below this counts as unrelated when clustering (0: the paper's rule)")
     stay_rank: float | None = Field(0.65, ge=0, le=1, description="members of a sub-context "
                                     "stay in it while their sampled rank score with each other "
-                                    "is at least this (None: min_rank; ours)")
+                                    "is at least this (None: min_rank)")
     join_score: float | None = Field(0.7, ge=0, le=1, description="put an agent in no "
                                      "sub-context (or a smaller sub-context) on probation with "
                                      "a sub-context when its embeddings, linearly mapped, tell "
                                      "the steps of that context apart this well (mapped rank "
-                                     "score; ours); the next clustering decides. None: never")
+                                     "score); the next clustering decides. None: never")
     unclustered: Literal["global", "rest", "self", "nearest"] = Field(
         "rest", description="what an agent in no sub-context aligns to: the context of the "
-        "agents in none (rest; issue: global, all agents), its own embedding (self), or the "
-        "nearest sub-context's")
+        "agents in none (rest), of all agents (global, the paper's), its own embedding (self), "
+        "or the nearest sub-context's")
     eval_every: int = Field(1, ge=1, description="epochs between test evaluations (the last "
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
     seed: int = Field(0, ge=0)
-    threads: int = Field(0, ge=0, description="CPU threads for tensor operations; 0: the idle "
-                         "cores when agents x batch x 3·hidden is large enough to split, else 1 "
-                         "(ours)")
-    engine: Literal["inprocess", "ray"] = "inprocess"
-    actors: int | None = Field(None, ge=1, description="Ray actors (default: one per CPU, at "
-                               "most one per agent)")
-    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
-    restart_failed: bool = Field(False, description="recreate lost Ray actors from the last "
-                                 "checkpoint and go on, instead of stopping")
-    ray_address: str | None = Field(None, description="Ray cluster to join ('auto' or "
-                                    "HOST:PORT); default: start a local instance")
-    log: list[Literal["tensorboard"]] = Field(default_factory=list, description="live loggers "
-                                              "besides metrics.jsonl (tensorboard: event files "
-                                              "in the run directory)")
-
     @model_validator(mode="after")
     def _known_strategy(self) -> OsmlConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {self.strategy!r}; choose from {sorted(STRATEGIES)}")
         resolve_model(self.encoder)  # a ModelError (a ValueError): one line naming it
         return self
+
+    @classmethod
+    def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """The `data:` section's CSV paths from the file's folder, recorded absolute."""
+        section = data.get("data")
+        if isinstance(section, dict) and {"train", "test"} <= set(section):
+            data = {**data, "data": {**section, **{k: str((folder / section[k]).resolve())
+                                                    for k in ("train", "test")
+                                                    if isinstance(section[k], str)}}}
+        return data

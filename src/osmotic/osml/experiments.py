@@ -32,9 +32,9 @@ from osmotic.osml.agent import encoder_builder
 from osmotic.osml.config import OsmlConfig
 from osmotic.osml.trainer import OsmlResult, train_osml
 from osmotic.report.rundir import RunDir, write_json
-from osmotic.report.tensorboard import live_loggers
-from osmotic.runtime.lifecycle import Logger, as_loggers
+from osmotic.runtime.lifecycle import Logger, resumable
 from osmotic.runtime.modelcheck import check_batched
+from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import STRATEGIES, make_strategy
 
 Context = Literal["simple", "complex"]
@@ -144,7 +144,7 @@ class Run:
 
 
 def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
-        source: Mapping[str, Any] | None = None, show_progress: bool | None = None,
+        source: Mapping[str, Any] | None = None, progress: bool | None = None,
         resume: bool = False, log: Logger | Sequence[Logger] | None = None) -> Run:
     """Train on `train`, evaluate on `test`, write the run directory `out` (see module doc).
     With `resume`, continue the unfinished run in `out` from its last checkpoint. `log(row)`
@@ -154,35 +154,26 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
         train, test = select(train, config.agents), select(test, config.agents)
     check_strategy_params(config)
     check_encoder(config, train)
-    rd = RunDir(out, fresh=not resume)
-    if not resume:
-        rd.write_config({"mode": "osml", **config.model_dump(), "data": dict(source or {})})
-    with live_loggers(config.log, rd) as live:
-        result = train_osml(config, train, test, run_dir=rd, resume=resume,
-                            show_progress=show_progress, log=[*as_loggers(log), *live])
+    session = Session.open(config, out, resume=resume, record={"data": dict(source or {})})
+    rd = session.dir
+    result = train_osml(config, train, test, session=session, progress=progress, log=log)
     write_json(rd.file("clusterings.json"),
                {"agents": result.agent_ids, "clusterings": result.history})
     save_embeddings(rd.file("embeddings.safetensors"), result, config.window)
     plot_run(rd, result, config.beta)
-    rd.write_summary(result.summary)
+    session.finish(result.summary)
     return Run(rd, result)
 
 
-def resume(out: str | Path, show_progress: bool | None = None) -> Run:
+def resume(out: str | Path, progress: bool | None = None) -> Run:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    rd = Path(out)
-    if (rd / "summary.json").exists():
-        raise ValueError(f"{rd}: this run has finished (summary.json exists); nothing to resume")
-    if not (rd / "checkpoint.safetensors").exists():
-        raise ValueError(f"{rd}: no checkpoint.safetensors to resume from")
-    from osmotic.osml.cli import load_config_file
-
-    config, data = load_config_file(rd / "config.yaml")
-    if not data:
-        raise ValueError(f"{rd / 'config.yaml'}: no data section; cannot reload the run's data")
-    source = source_from_record(data)
+    config_file = resumable(out) / "config.yaml"
+    config = OsmlConfig.from_yaml(config_file)
+    if not config.data:
+        raise ValueError(f"{config_file}: no data section; cannot reload the run's data")
+    source = source_from_record(config.data)
     train, test = source.load(config.window)
-    return run(config, train, test, rd, source=data, show_progress=show_progress, resume=True)
+    return run(config, train, test, out, source=config.data, progress=progress, resume=True)
 
 
 def check_strategy_params(config: OsmlConfig) -> None:
@@ -207,14 +198,14 @@ def check_encoder(config: OsmlConfig, train: Series) -> None:
 
 
 def run_source(config: OsmlConfig, source: Source, out: str | Path, *,
-               show_progress: bool | None = None) -> Run:
+               progress: bool | None = None) -> Run:
     """`run` on the series of `source`, recording the source in config.yaml."""
     train, test = source.load(config.window)
-    return run(config, train, test, out, source=source.record(), show_progress=show_progress)
+    return run(config, train, test, out, source=source.record(), progress=progress)
 
 
 def reproduce(name: str, *, data_dir: Path | None = None, seed: int = 0,
-              out: str | Path | None = None, show_progress: bool | None = None,
+              out: str | Path | None = None, progress: bool | None = None,
               **overrides: Any) -> Run:
     """One of the paper's experiments, on its CSV files under `data_dir` or on generated data."""
     exp = EXPERIMENTS[name]
@@ -223,7 +214,7 @@ def reproduce(name: str, *, data_dir: Path | None = None, seed: int = 0,
                       else GeneratedSource(exp.context, seed))
     if out is None:
         out = default_out(name, seed, **overrides)
-    return run_source(config, source, out, show_progress=show_progress)
+    return run_source(config, source, out, progress=progress)
 
 
 def default_out(name: str, seed: int, **tags: Any) -> Path:

@@ -63,8 +63,18 @@ def _kernels() -> dict[str, Callable[..., np.ndarray]]:
 
     Each kernel holds one pair's T × T scores in a T-vector at a time, so the work is
     arithmetic, not memory traffic, and sums each pair in one thread in one order: the result
-    does not depend on the number of threads."""
+    does not depend on the number of threads.
+
+    The kernels use Numba's `workqueue` threading layer unless the user chose one
+    (`NUMBA_THREADING_LAYER`): its OpenMP layer kills any child forked after a parallel call
+    (multiprocessing's default on Linux) and resets the OpenMP thread count torch shares. Set
+    here, when the kernels are built, not when osmotic is imported."""
+    import os
+
     import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
 
     @numba.njit(parallel=True, cache=True)
     def cosine(Q: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from osmotic.engines.inprocess import cpu_threads, trim_heap
+from osmotic.engines.inprocess import trim_heap
 from osmotic.osml.config import OsmlConfig
 from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
-from osmotic.report.rundir import RunDir
-from osmotic.runtime.lifecycle import Lifecycle, Logger, as_loggers
+from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
@@ -107,31 +107,26 @@ def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, 
     }
 
 
-def train_osml(config: OsmlConfig, train: Series, test: Series, *, run_dir: RunDir | None = None,
-               resume: bool = False, log: Logger | Sequence[Logger] | None = None,
-               show_progress: bool | None = None) -> OsmlResult:
+def train_osml(config: OsmlConfig, train: Series, test: Series, *,
+               session: Session | None = None, log: Logger | Sequence[Logger] | None = None,
+               progress: bool | None = None) -> OsmlResult:
     """Train OSM-L on `train`, evaluating on `test` after every epoch.
 
-    With `run_dir`, each epoch's metrics are appended to its `metrics.jsonl` and a checkpoint
-    (`checkpoint.safetensors`) is written every `checkpoint_every` epochs; `resume` continues
-    from that checkpoint and ends with the numbers the uninterrupted run would have produced.
-    `log(row)` (one callable or several) also receives every epoch's row.
+    In a `session` with a run directory, each epoch's metrics are appended to its
+    `metrics.jsonl` and a checkpoint is written every `checkpoint_every` epochs (default 1); a
+    resumed session continues from that checkpoint and ends with the numbers the uninterrupted
+    run would have produced. Without one nothing is written. `log(row)` (one callable or
+    several) also receives every epoch's row.
     """
     if config.agents is not None:
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
-    with cpu_threads(config.threads, len(train) * config.batch_size * 3 * config.hidden):
-        engine = make_engine(config, train, test)
-        try:
-            job = OsmlJob(config, engine, train, test)
-            metrics = Lifecycle(job, total=config.epochs, unit="epoch", run_dir=run_dir,
-                                checkpoint_every=config.checkpoint_every,
-                                restart_failed=config.restart_failed, label="epochs",
-                                loggers=as_loggers(log)).run(resume, show_progress)
-            return job.result(metrics)
-        finally:
-            if hasattr(engine, "shutdown"):
-                engine.shutdown()
+    return (session or Session(config)).train(
+        lambda: make_engine(config, train, test),
+        lambda engine: OsmlJob(config, engine, train, test), total=config.epochs,
+        unit="epoch", label="epochs", checkpoint_every=config.checkpoint_every or 1,
+        finish=lambda job, rows: job.result(rows), log=log, progress=progress,
+        work=len(train) * config.batch_size * 3 * config.hidden)
 
 
 class OsmlJob:

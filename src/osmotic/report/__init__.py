@@ -1,5 +1,5 @@
 """Run directories, progress bars and plots shared by every learning mode."""
-from osmotic.report.progress import progress
+from osmotic.report.progress import progress_bar
 from osmotic.report.rundir import RunDir
 
-__all__ = ["RunDir", "progress"]
+__all__ = ["RunDir", "progress_bar"]

@@ -20,10 +20,10 @@ class _Silent:
 
 
 @contextmanager
-def progress(enabled: bool | None = None) -> Iterator[Progress | _Silent]:
+def progress_bar(enabled: bool | None = None) -> Iterator[Progress | _Silent]:
     """Yield a Rich `Progress` when stderr is a terminal (or `enabled`), else a silent stand-in.
 
-    Use as `with progress() as p: t = p.add_task("epochs", total=n); p.advance(t)`.
+    Use as `with progress_bar() as p: t = p.add_task("epochs", total=n); p.advance(t)`.
     """
     if enabled is None:
         enabled = sys.stderr.isatty()

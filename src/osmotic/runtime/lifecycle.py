@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from osmotic.engines import AgentsLost, RunInterrupted
-from osmotic.report.progress import progress
+from osmotic.report.progress import progress_bar
 from osmotic.report.rundir import CHECKPOINT, RunDir
 from osmotic.runtime.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 
@@ -100,7 +100,7 @@ class Lifecycle:
         self.done, self.metrics = meta[self.unit], meta["metrics"]
         self.run_dir.rewrite_metrics(self.metrics)
 
-    def run(self, resume: bool = False, show_progress: bool | None = None) -> list[Row]:
+    def run(self, resume: bool = False, progress: bool | None = None) -> list[Row]:
         """All remaining units; returns every unit's row (those before a resume included)."""
         if resume:
             if self.checkpoint is None or not self.checkpoint.is_file():
@@ -110,7 +110,7 @@ class Lifecycle:
         elif self.run_dir is not None:
             self.run_dir.rewrite_metrics([])
             self.save()  # unit 0: a lost agent in the first units can rewind to here
-        with progress(show_progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task(self.label, total=self.total, completed=self.done, info="")
             while self.done < self.total:
                 try:

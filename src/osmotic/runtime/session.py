@@ -1,0 +1,142 @@
+"""What every run does around its training, written once for every mode.
+
+A mode brings its settings (an `EngineSettings`), its engine and its `Job` (one epoch or round
+at a time, `runtime.lifecycle`), and its summary; a `Session` does the rest the same way for
+OSM-L, holonic learning and D-SSL: the run directory and its `config.yaml` (with the `mode:`
+that `osmotic resume` and `osmotic run` read), the thread choice, live loggers, the lifecycle
+(metrics.jsonl, checkpoints, resume, lost agents, the progress bar), shutting the engine down
+whatever happens, and `summary.json`, written last so that its presence marks a finished run.
+
+`Mode` is the face every mode package shows (`Config`, `run`, `resume`, its commands); the
+registry in `osmotic.modes` collects them.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from osmotic.engines.inprocess import cpu_threads
+from osmotic.models import register_model
+from osmotic.report.result import RunResult
+from osmotic.report.rundir import RunDir
+from osmotic.report.tensorboard import live_loggers
+from osmotic.runtime.lifecycle import Job, Lifecycle, Logger, Row, as_loggers, resumable
+from osmotic.settings import EngineSettings, Settings
+
+S = TypeVar("S", bound=Settings)
+J = TypeVar("J", bound=Job)
+T = TypeVar("T")
+MODEL_FIELDS = ("model", "encoder", "backbone")
+"""Settings that name a model, which the Python API also accepts as the class itself."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One learning mode as the registry, the CLI and `osmotic.run` / `osmotic.resume` see it."""
+
+    name: str
+    help: str
+    config: type[EngineSettings]
+    run: Callable[..., RunResult]
+    """`run(config | YAML path | None, *, out=None, progress=None, log=None, **settings)`."""
+    resume: Callable[..., RunResult]
+    """`resume(run_dir, *, progress=None)`: continue an interrupted run, same numbers."""
+    describe: Callable[[RunResult], str]
+    """A few words on a finished run, for the terminal."""
+
+
+class Session:
+    """One run: its directory (None: nothing written, as benchmarks and tests train), threads,
+    loggers, engine and lifecycle; see the module docstring."""
+
+    def __init__(self, config: EngineSettings, run_dir: RunDir | None = None, *,
+                 resume: bool = False):
+        self.config, self.dir, self.resume = config, run_dir, resume
+
+    @classmethod
+    def open(cls, config: EngineSettings, out: str | Path, *, resume: bool = False,
+             record: Mapping[str, Any] | None = None) -> Session:
+        """A session writing into `out`; a new run records its settings in config.yaml (the
+        mode, every setting, and `record`: descriptions such as the data source), a resumed
+        one needs an unfinished run with a checkpoint there."""
+        if resume:
+            resumable(out)
+        rd = RunDir(out, fresh=not resume)
+        if not resume:
+            rd.write_config({"mode": config.mode, **config.model_dump(), **(record or {})})
+        return cls(config, rd, resume=resume)
+
+    @contextmanager
+    def computing(self, log: Logger | Sequence[Logger] | None = None,
+                  work: int | None = None) -> Iterator[list[Logger]]:
+        """Threads as `threads` asks (0: `work` decides, see `engines.inprocess`) and the live
+        loggers open; yields every logger, the caller's `log` first."""
+        with cpu_threads(self.config.threads, work), \
+                live_loggers(self.config.log if self.dir else [], self.dir) as live:
+            yield [*as_loggers(log), *live]
+
+    def train(self, engine: Callable[[], Any], job: Callable[[Any], J], *, total: int, unit: str,
+              label: str, checkpoint_every: int, finish: Callable[[J, list[Row]], T],
+              log: Logger | Sequence[Logger] | None = None, progress: bool | None = None,
+              work: int | None = None) -> T:
+        """Start the engine, make the job, run its units to `total` (or from the checkpoint),
+        then `finish(job, rows)` while the engine still runs and the threads are still set;
+        the engine is shut down however this ends."""
+        with self.computing(log, work) as loggers:
+            running = engine()
+            try:
+                made = job(running)
+                rows = Lifecycle(made, total=total, unit=unit, run_dir=self.dir,
+                                 checkpoint_every=checkpoint_every,
+                                 restart_failed=self.config.restart_failed, label=label,
+                                 loggers=loggers).run(self.resume, progress)
+                return finish(made, rows)
+            finally:
+                shutdown = getattr(running, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
+
+    def finish(self, summary: dict[str, Any]) -> RunResult:
+        """Write summary.json (last: it marks the run finished) and read the run back."""
+        assert self.dir is not None, "a session without a run directory writes no summary"
+        self.dir.write_summary(summary)
+        return RunResult.from_dir(self.dir.path)
+
+
+def configure(kind: type[S], config: S | str | Path | None, settings: dict[str, Any]) -> S:
+    """The settings of a Python API call: `config` (a settings object, a YAML file of them, or
+    None: the defaults) with keyword `settings` on top, validated as the CLI validates them; a
+    bad setting is one line. A class or function given as `model` / `encoder` / `backbone`
+    stands for its import path; one defined inside a function has none, so it is registered
+    under that name for this process (a resume in another process then says where to move
+    it)."""
+    for key in MODEL_FIELDS:
+        value = settings.get(key)
+        if callable(value):
+            settings[key] = f"{value.__module__}:{value.__qualname__}"
+            if "<locals>" in value.__qualname__:
+                register_model(settings[key], value)
+    if isinstance(config, str | Path):
+        config = kind.from_yaml(config)
+    base = {} if config is None else config.merged({})
+    return kind.validated({**base, **settings}, "settings")
+
+
+def split_log(log: Any, settings: dict[str, Any]) -> list[Logger]:
+    """An API call's `log`: names (`"tensorboard"`) go to the config's `log` setting, callables
+    (called with every metrics row) are returned as loggers."""
+    items = [] if log is None else [log] if callable(log) or isinstance(log, str) else list(log)
+    names = [x for x in items if isinstance(x, str)]
+    if names:
+        settings["log"] = [*settings.get("log", []), *names]
+    return [x for x in items if not isinstance(x, str)]
+
+
+def add_mode_parser(sub: Any, name: str, help: str) -> Any:
+    """`osmotic <name> ...`: the mode's parser, returning its sub-command parsers."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True)
