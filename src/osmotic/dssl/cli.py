@@ -95,9 +95,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from osmotic.settings import InputError
     from osmotic.dssl.grid import CellsFailed, run_grid
     from osmotic.engines.inprocess import usable_cores
+    from osmotic.settings import InputError
 
     base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
     out = Path(args.out or "runs/dssl/grid")

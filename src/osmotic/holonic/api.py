@@ -9,8 +9,8 @@ from typing import Any
 
 from osmotic.data.splits import Dataset
 from osmotic.holonic import runner
-from osmotic.holonic.cli import HELP, describe
 from osmotic.holonic.config import HolonicConfig
+from osmotic.holonic.summary import HELP, describe
 from osmotic.report.result import RunResult
 from osmotic.runtime.lifecycle import Logger
 from osmotic.runtime.session import Mode, configure, split_log

@@ -12,12 +12,11 @@ from typing import Any
 
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holonic.config import HolonicConfig
+from osmotic.holonic.summary import HELP, describe
 from osmotic.report.result import RunResult
 from osmotic.runtime.options import add_config_options, add_run_command, config_overrides, report
 from osmotic.runtime.session import add_mode_parser
 from osmotic.settings import EngineSettings, InputError
-
-HELP = "Holonic Learning (holarchies, HoAL averaging; FedAvg, hierarchical FL and P2P)"
 
 
 def add_commands(subparsers: Any) -> None:
@@ -45,14 +44,6 @@ def add_commands(subparsers: Any) -> None:
     draw.add_argument("file", help="holarchy YAML")
     draw.add_argument("--out", help="PNG path (default: beside the YAML)")
     draw.set_defaults(func=_draw)
-
-
-def describe(result: RunResult) -> str:
-    """Structure, distribution, accuracy, rounds and where the files are."""
-    s = result.summary
-    return (f"{s['structure']}/{s['distribution']}: mean test accuracy "
-            f"{s['mean_test_accuracy']:.4f} after {s['rounds']} rounds; results in "
-            f"{result.run_dir}")
 
 
 def _run(config: HolonicConfig, args: argparse.Namespace) -> RunResult:

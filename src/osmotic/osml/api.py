@@ -10,8 +10,8 @@ import numpy as np
 
 from osmotic.data.timeseries import DataError, Series
 from osmotic.osml import experiments as ex
-from osmotic.osml.cli import HELP, describe
 from osmotic.osml.config import OsmlConfig
+from osmotic.osml.summary import HELP, describe
 from osmotic.report.result import RunResult
 from osmotic.runtime.lifecycle import Logger
 from osmotic.runtime.session import Mode, configure, split_log

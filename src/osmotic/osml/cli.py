@@ -16,6 +16,7 @@ from osmotic.data.synthetic import SIZES, generate_context
 from osmotic.data.timeseries import write_csv
 from osmotic.osml.config import OsmlConfig
 from osmotic.osml.metrics import against_truth
+from osmotic.osml.summary import HELP, describe, fmt
 from osmotic.report.result import RunResult
 from osmotic.report.rundir import write_json
 from osmotic.runtime.options import (
@@ -36,7 +37,6 @@ SCENARIO = {"groups": [3, 2], "loners": 1, "noise": 2}
 agents)."""
 REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_address",
                      "restart_failed", "checkpoint_every", "eval_every", "threads")
-HELP = "Osmotic Learning (OSM-L)"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -99,24 +99,6 @@ def _run(config: OsmlConfig, args: argparse.Namespace) -> RunResult:
     if config.data is None:
         raise InputError("give --train and --test (or a --config with a data section)")
     return run(config, out=args.out)
-
-
-def describe(result: RunResult) -> str:
-    """The sub-contexts found, the unclustered agents and the overall figures."""
-    s = result.summary
-    lines = [f"run directory: {result.run_dir}  (plots in {result.run_dir / 'plots'})"]
-    lines += [f"  sub-context {{{', '.join(sc['agents'])}}}: accuracy "
-              f"{_fmt(sc['context_accuracy'])}, rank {_fmt(sc['rank_score'])}"
-              for sc in s["subcontexts"]]
-    lines.append(f"  unclustered: {', '.join(s['unclustered']) or 'none'}")
-    lines.append(f"  context accuracy {_fmt(s['context_accuracy'])}, rank score "
-                 f"{_fmt(s['rank_score'])}, {s['epochs']} epochs in {s['train_seconds']:.1f} s "
-                 "of training")
-    return "\n".join(lines)
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -240,10 +222,10 @@ def results_table(rows: Sequence[tuple[str, str, Run]]) -> str:
     lines = [header]
     for name, label, done in rows:
         s = done.summary
-        found = "  ".join(f"{{{','.join(sc['agents'])}}} {_fmt(sc['context_accuracy'], 3)}/"
-                          f"{_fmt(sc['rank_score'], 2)}" for sc in s["subcontexts"])
-        lines.append((name, label, found or "none", _fmt(s["context_accuracy"]),
-                      _fmt(s["rank_score"]), ",".join(s["unclustered"]) or "-",
+        found = "  ".join(f"{{{','.join(sc['agents'])}}} {fmt(sc['context_accuracy'], 3)}/"
+                          f"{fmt(sc['rank_score'], 2)}" for sc in s["subcontexts"])
+        lines.append((name, label, found or "none", fmt(s["context_accuracy"]),
+                      fmt(s["rank_score"]), ",".join(s["unclustered"]) or "-",
                       f"{s['train_seconds']:.1f}"))
     widths = [max(len(r[c]) for r in lines) for c in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in lines)
