@@ -1,1 +1,22 @@
-"""Distributed self-supervised pre-training (D-SSL): SimSiam, MAE and MAR under FL and DecL."""
+"""Distributed self-supervised pre-training (D-SSL): SimSiam, MAE and MAE + MAR on clients that
+are holarchy terminals, averaged federatedly (FL) or among neighbours (DecL), probed with the
+labels afterwards.
+
+The mode's face: `Config` (`DsslConfig`), `run`, `resume` (docs/api.md) and `MODE`; the
+training code is imported on first use, so that the CLI's start-up does not load it."""
+from __future__ import annotations
+
+from typing import Any
+
+from osmotic.dssl.config import DsslConfig
+
+Config = DsslConfig
+__all__ = ["MODE", "Config", "DsslConfig", "resume", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run", "resume", "MODE"):
+        from osmotic.dssl import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'osmotic.dssl' has no attribute {name!r}")

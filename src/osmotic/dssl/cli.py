@@ -1,4 +1,8 @@
-"""`osmotic dssl run | reproduce`."""
+"""`osmotic dssl run | reproduce`: D-SSL from the command line.
+
+`dssl run` takes one option per DsslConfig field, generated from the settings model
+(`runtime.options`); `reproduce` runs the study's grid and writes its table and figures.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,99 +11,48 @@ from pathlib import Path
 from typing import Any
 
 from osmotic.dssl.config import DsslConfig
+from osmotic.dssl.summary import HELP, describe
+from osmotic.report.result import RunResult
+from osmotic.runtime.options import add_config_options, add_run_command, config_overrides
+from osmotic.runtime.session import add_mode_parser
+from osmotic.settings import InputError
 
-RUN_OPTIONS = ("method", "framework", "degree", "clients", "partition", "alpha", "rounds",
-               "local_steps", "local_epochs", "backbone", "mnist_dir", "seed", "threads",
-               "engine", "actors", "ray_address", "restart_failed", "checkpoint_every",
-               "pool_size")
+GRID_OPTIONS = ("rounds", "pool_size", "mnist_dir", *DsslConfig.engine_fields)
+"""The settings `dssl reproduce` takes: the grid fixes the rest."""
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(subparsers: Any) -> None:
     """Register `dssl` and its sub-commands on the top-level parser's subparsers."""
-    p = sub.add_parser("dssl", help="distributed self-supervised pre-training (SimSiam, MAE, "
-                       "MAR under FL and DecL)")
-    dsub = p.add_subparsers(dest="dssl_command", required=True)
+    sub = add_mode_parser(subparsers, "dssl", HELP)
+    add_run_command(sub, DsslConfig, help="one pre-training run and its probes", run=_run,
+                    describe=describe)
 
-    run = dsub.add_parser("run", help="one pre-training run and its probes")
-    run.add_argument("--config", help="settings (YAML, the same keys as the options)")
-    run.add_argument("--method", help="simsiam, mae or mar (default mae)")
-    run.add_argument("--framework", help="fl or decl (default fl)")
-    run.add_argument("--degree", type=int, help="DecL: neighbours per client (default 4)")
-    run.add_argument("--clients", type=int, help="number of clients (default 20)")
-    run.add_argument("--partition", help="iid or dirichlet (default iid)")
-    run.add_argument("--alpha", type=float, help="Dirichlet α (default 1)")
-    run.add_argument("--rounds", type=int)
-    run.add_argument("--local-steps", type=int, help="local steps per round (the default "
-                     "way to count local work)")
-    run.add_argument("--local-epochs", type=int, help="local epochs per round instead")
-    run.add_argument("--backbone", help="vit or cnn (default vit)")
-    run.add_argument("--pool-size", type=int, help="a stratified subset of the pool")
-    run.add_argument("--seed", type=int, help="seed of partition, weights and randomness (0)")
-    _common(run)
-    run.set_defaults(func=_run)
-
-    rep = dsub.add_parser("reproduce", help="the study's grid, table and figures")
+    rep = sub.add_parser("reproduce", help="the study's grid, table and figures")
     rep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    rep.add_argument("--rounds", type=int, help="rounds per cell (default: the recipe's)")
     rep.add_argument("--limit", type=int, help="run only the first N cells (priority order)")
-    rep.add_argument("--pool-size", type=int, help="a stratified subset of the pool")
     rep.add_argument("--report-only", action="store_true", help="run nothing: table and "
                      "figures from the cells already finished")
     rep.add_argument("--workers", type=int, help="cells run at once, one process each, "
                      "without progress bars (default: one per core this process may use)")
-    _common(rep)
+    rep.add_argument("--out", type=Path, help="output directory (default: runs/dssl/grid)")
+    rep.add_argument("--json", action="store_true", help="print the grid's summaries as the "
+                     "last line")
+    add_config_options(rep, DsslConfig, only=GRID_OPTIONS)
     rep.set_defaults(func=_reproduce)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mnist-dir", help="IDX folder (its t10k files become the test set)")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--json", action="store_true", help="print summary.json as the last line")
-    p.add_argument("--threads", type=int, help="CPU threads per process (default 1)")
-    p.add_argument("--engine", choices=["inprocess", "ray"])
-    p.add_argument("--actors", type=int, help="Ray actors (default: one per CPU)")
-    p.add_argument("--ray-address", help="Ray cluster to join ('auto' or HOST:PORT)")
-    p.add_argument("--restart-failed", action="store_true", default=None)
-    p.add_argument("--checkpoint-every", type=int, help="rounds between checkpoints")
+def _run(config: DsslConfig, args: argparse.Namespace) -> RunResult:
+    from osmotic.dssl.api import run
 
-
-def _options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-
-
-def _config(args: argparse.Namespace) -> DsslConfig:
-    base: dict[str, Any] = {}
-    where = "options"
-    if getattr(args, "config", None):
-        base = DsslConfig.from_yaml(args.config).model_dump(exclude_unset=True)
-        where = args.config
-    changes = _options(args, RUN_OPTIONS)
-    if "local_epochs" in changes:  # epochs replace the default step count
-        changes.setdefault("local_steps", None)
-        base.pop("local_steps", None)
-    elif "local_steps" in changes:
-        base.pop("local_epochs", None)
-    return DsslConfig.validated({**base, **changes}, where)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from osmotic.dssl.runner import run
-
-    config = _config(args)
-    summary = run(config, args.out or f"runs/dssl/{config.name}-seed{config.seed}")
-    line = (f"{config.name}: linear probe {summary['linear_probe_accuracy']:.4f} (random init "
-            f"{summary['random_init_linear_probe_accuracy']:.4f}), kNN "
-            f"{summary['knn_accuracy']:.4f}; results in {summary['run_dir']}")
-    print(json.dumps(summary) if args.json else line)
-    return 0
+    return run(config, out=args.out)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     from osmotic.dssl.grid import CellsFailed, run_grid
     from osmotic.engines.inprocess import usable_cores
-    from osmotic.settings import InputError
 
-    base = DsslConfig.validated(_options(args, RUN_OPTIONS), "options")
+    given = config_overrides(args, DsslConfig)
+    base = DsslConfig.validated({"threads": 1, **given}, "options")  # a cell per core
     out = Path(args.out or "runs/dssl/grid")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
@@ -107,7 +60,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise InputError(f"--seeds must be distinct and non-negative, got {args.seeds}")
-    workers = args.workers or max(1, len(usable_cores()) // base.threads)
+    workers = args.workers or max(1, len(usable_cores()) // max(base.threads, 1))
     try:
         summaries = run_grid(base, out, args.seeds, limit=args.limit,
                              report_only=args.report_only, workers=workers)

@@ -3,27 +3,78 @@
 Local work is counted in steps (`local_steps`, the same for every client, whatever its data
 size), so a skewed partition does not simply train more; `local_epochs` is the alternative.
 The recipe defaults (steps, learning rate, kept optimiser state, rounds) are the ones chosen on
-evidence in the README's D-SSL section.
+evidence in docs/results.md (D-SSL).
+
+Data: MNIST by default, or the user's images through `data` / `test` (the entries of
+`osmotic.data.datasets`: an npz of images, an image folder, `digits`, ...), as holonic reads
+them. The backbone is a registered name (`vit`, `cnn`) or an import path `package.module:Class`
+(a class or a function returning a module with `feature_dim`); a constructor that takes
+`input_shape` (C, H, W), `in_channels` or `image_size` (H, W) gets them from the data.
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+from torch import nn
 
-from osmotic.models import BACKBONES
-from osmotic.settings import Settings, one_line, read_mapping
+from osmotic.data.datasets import DataSpec
+from osmotic.models import BACKBONES, ModelError, resolve_model
+from osmotic.settings import EngineSettings
 
-ENGINE_FIELDS = ("threads", "engine", "actors", "ray_address", "restart_failed",
-                 "checkpoint_every")
-"""Settings that decide where and how safely a run computes, not what it computes."""
+MNIST_HOLDOUT = 1000
+"""Test images held out of MNIST's pool when `holdout` is not set (and no IDX test set)."""
+SHAPE_ARGUMENTS = ("input_shape", "in_channels", "image_size")
+"""Constructor arguments of a backbone that the data decide."""
 
 
-class DsslConfig(Settings):
+def resolve_backbone(name: str) -> Callable[..., nn.Module]:
+    """The constructor a `backbone` names: a registered one (`BACKBONES`) or an import path
+    `package.module:Class`; anything else is one line naming it."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if ":" not in name:
+        raise ModelError(f"backbone: unknown {name!r}; choose from {sorted(BACKBONES)} or give "
+                         "an import path package.module:Class")
+    try:
+        return resolve_model(name)
+    except ModelError as e:
+        raise ModelError(f"backbone {str(e).removeprefix('model ')}") from None
+
+
+def shape_arguments(build: Callable[..., nn.Module], input_shape: tuple[int, ...]
+                    ) -> dict[str, Any]:
+    """Those of `input_shape`, `in_channels` and `image_size` that `build` accepts."""
+    try:
+        accepted = inspect.signature(build).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return {}
+    c, h, w = input_shape
+    offered = {"input_shape": (c, h, w), "in_channels": c, "image_size": (h, w)}
+    return {k: v for k, v in offered.items() if k in accepted}
+
+
+def _is_mnist(spec: Any) -> bool:
+    return spec is None or getattr(spec, "format", None) == "mnist"
+
+
+def _numbers(config: DsslConfig, skip: set[str]) -> dict[str, Any]:
+    """The settings that decide a run's numbers, MNIST's default hold-out spelt out."""
+    out = config.model_dump(exclude=skip)
+    if out.get("holdout") is None and config.mnist:
+        out["holdout"] = MNIST_HOLDOUT
+    return out
+
+
+class DsslConfig(EngineSettings):
     """Every setting of a D-SSL run."""
 
-    engine_fields = ENGINE_FIELDS
+    mode: ClassVar[str] = "dssl"
+    recorded: ClassVar[tuple[str, ...]] = ("data_source", "data_in_memory", "graph")
 
     method: Literal["simsiam", "mae", "mar"] = "mae"
     framework: Literal["fl", "decl"] = "fl"
@@ -59,17 +110,34 @@ class DsslConfig(Settings):
                                "own models (a seeded sample)")
     drift_batch: int = Field(256, ge=2, description="images of the fixed batch on which the "
                              "clients' representation drift (1 - mean pairwise CKA) is measured")
+    data: DataSpec | None = Field(None, description="the images to pre-train on: {format: npz, "
+                                  "path, x, y} ([n, H, W] or [n, C, H, W]), {format: images, "
+                                  "path, size}, mnist or digits (default: mnist); labels only "
+                                  "partition the clients and score the probes")
+    test: DataSpec | None = Field(None, description="the probes' test set, same form (default: "
+                                  "a seeded stratified hold-out of `data`)")
+    participation: float = Field(1.0, gt=0, le=1, description="share of the clients that "
+                                 "train and report in a round (a seeded draw per round, as "
+                                 "holonic's; FedMAR: clients 100, participation 0.05)")
+    dropout_rate: float = Field(0.0, ge=0, lt=1, description="probability that a selected "
+                                "client fails to report its round's model")
     mnist_dir: str | None = Field(None, description="IDX folder: its t10k files are the test set")
-    holdout: int = Field(1000, ge=1, description="test hold-out from the pool without IDX test")
+    holdout: int | float | None = Field(None, gt=0, description="test samples held out of the "
+                                        "pool when there is no test set (a number below 1: a "
+                                        "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="a stratified subset of the pool "
                                   "(quick looks, tests)")
     seed: int = Field(0, ge=0)
-    threads: int = Field(1, ge=1, description="CPU threads per process")
-    engine: Literal["inprocess", "ray"] = "inprocess"
-    actors: int | None = Field(None, ge=1)
-    ray_address: str | None = None
-    restart_failed: bool = False
-    checkpoint_every: int = Field(5, ge=1, description="rounds between checkpoints")
+
+    @field_validator("data", "test", mode="before")
+    @classmethod
+    def _by_name(cls, v: Any) -> Any:
+        """`data: digits` for `data: {format: digits}`. A run directory written before D-SSL
+        read `data` recorded its data's description under that key (`pool: ...; test: ...`):
+        that is no setting, and means the default."""
+        if isinstance(v, str) and "; test:" in v:
+            return None
+        return {"format": v} if isinstance(v, str) else v
 
     @field_validator("mnist_dir")
     @classmethod
@@ -80,10 +148,7 @@ class DsslConfig(Settings):
 
     @model_validator(mode="after")
     def _checks(self) -> DsslConfig:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone: unknown {self.backbone!r}; choose from "
-                             f"{sorted(BACKBONES)}")
-        build = BACKBONES[self.backbone]  # a class can be checked now; a factory when built
+        build = resolve_backbone(self.backbone)  # a class can be checked now; a factory when built
         if self.method in ("mae", "mar") and isinstance(build, type) and \
                 not hasattr(build, "encode"):
             raise ValueError(f"method {self.method} masks patches and needs a backbone with "
@@ -101,15 +166,45 @@ class DsslConfig(Settings):
         if self.mar_gamma_min > self.mar_gamma_max:
             raise ValueError(f"mar_gamma_min {self.mar_gamma_min} is above mar_gamma_max "
                              f"{self.mar_gamma_max}")
+        if self.test is not None and self.data is None:
+            raise ValueError("test: give `data` too (the default mnist brings its own test set)")
         return self
+
+    @property
+    def partial(self) -> bool:
+        """Whether some clients sit a round out or fail to report (participation, dropout)."""
+        return self.participation < 1 or self.dropout_rate > 0
+
+    @property
+    def mnist(self) -> bool:
+        """Whether the data are MNIST (the default)."""
+        return _is_mnist(self.data)
+
+    def backbone_builder(self, input_shape: tuple[int, ...] | None = None
+                         ) -> Callable[[], nn.Module]:
+        """The backbone's builder, given the data's image shape where its constructor takes
+        it (`SHAPE_ARGUMENTS`)."""
+        build = resolve_backbone(self.backbone)
+        kwargs = {} if input_shape is None else shape_arguments(build, input_shape)
+        return partial(build, **kwargs) if kwargs else build
+
+    def merged(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """As for every mode, except that local work given one way replaces the other: a file's
+        `local_steps` (or the default 20) gives way to an option's `local_epochs`."""
+        data = super().merged(changes)
+        for given, other in (("local_epochs", "local_steps"), ("local_steps", "local_epochs")):
+            if given in changes and other not in changes:
+                data.pop(other, None)
+        return data
 
     def same_experiment(self, other: DsslConfig) -> bool:
         """Engine settings aside, and MAR's settings aside for the other methods (they do not
-        change those methods' numbers)."""
+        change those methods' numbers); MNIST's default hold-out is its 1,000 images (what runs
+        recorded before `data` was a setting)."""
         skip = set(self.engine_fields)
         if self.method != "mar" and other.method != "mar":
             skip |= {k for k in type(self).model_fields if k.startswith("mar_")}
-        return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
+        return _numbers(self, skip) == _numbers(other, skip)
 
     @property
     def name(self) -> str:
@@ -119,13 +214,14 @@ class DsslConfig(Settings):
         return f"{self.method}-{fw}-{part}"
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> DsslConfig:
-        return cls.validated(read_mapping(Path(path)), str(path))
+    def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Relative data files taken from the settings file's folder (recorded absolute, for
+        resume)."""
+        data = dict(data)
+        for key in ("data", "test"):
+            entry = data.get(key)
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
+                    and not Path(entry["path"]).is_absolute():
+                data[key] = {**entry, "path": str((folder / entry["path"]).resolve())}
+        return data
 
-    @classmethod
-    def validated(cls, data: dict[str, Any], where: str) -> DsslConfig:
-        """`data` as settings, or one line naming `where` and the field at fault."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            raise ValueError(one_line(e, where)) from None

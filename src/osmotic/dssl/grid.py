@@ -264,7 +264,8 @@ def _embedding(out: Path, summaries: list[dict[str, Any]], base: DsslConfig, dat
         if s["partition"] == "dirichlet" and s["alpha"] != 0.1:
             continue
         flat = load_file(Path(s["run_dir"]) / "models" / "final.safetensors")["consensus"]
-        prober = Prober(module_builder(DsslConfig.from_run(s["run_dir"]))(), data, seed)
+        config = DsslConfig.from_run(s["run_dir"])
+        prober = Prober(module_builder(config, data.input_shape)(), data, seed)
         x = prober.features(flat, data.test.images[:2000])
         x = x - x.mean(0)
         xy = x @ np.linalg.svd(x, full_matrices=False)[2][:2].T

@@ -103,10 +103,12 @@ def masked_mse(pred: Tensor, target: Tensor, masked: Tensor) -> Tensor:
     return torch.gather(err, 1, masked).mean(1)
 
 
-def mmd2(a: Tensor, b: Tensor) -> Tensor:
+def mmd2(a: Tensor, b: Tensor, valid: Tensor | None = None) -> Tensor:
     """Squared MMD (biased estimate) between point sets a [..., n, d] and b [..., m, d] under a
     Gaussian kernel whose bandwidth σ is the mean pairwise distance within `a` (no gradient
-    through σ): mean k(a, a) + mean k(b, b) − 2 mean k(a, b), k = exp(−‖x − y‖² / 2σ²)."""
+    through σ): mean k(a, a) + mean k(b, b) − 2 mean k(a, b), k = exp(−‖x − y‖² / 2σ²).
+    `valid` [..., m]: the rows of `b` that exist (the others may hold anything, NaN included);
+    a set with none gives 0."""
 
     def sq(x: Tensor, y: Tensor) -> Tensor:
         d = (x * x).sum(-1, keepdim=True) - 2 * x @ y.transpose(-2, -1) \
@@ -118,8 +120,17 @@ def mmd2(a: Tensor, b: Tensor) -> Tensor:
     with torch.no_grad():
         sigma = daa.sqrt().sum((-2, -1)) / max(n * (n - 1), 1)
         scale = (2 * sigma.clamp_min(1e-12) ** 2)[..., None, None]
-    k = [torch.exp(-d / scale).mean((-2, -1)) for d in (daa, sq(b, b), sq(a, b))]
-    return k[0] + k[1] - 2 * k[2]
+    if valid is None:
+        k = [torch.exp(-d / scale).mean((-2, -1)) for d in (daa, sq(b, b), sq(a, b))]
+        return k[0] + k[1] - 2 * k[2]
+    w = valid.to(a.dtype)
+    total = w.sum(-1)
+    w = w / total.clamp_min(1)[..., None]  # each valid row of b weighs 1 / (valid rows)
+    b = torch.where(valid[..., None], b, torch.zeros((), dtype=b.dtype))  # NaN * 0 is NaN
+    kaa = torch.exp(-daa / scale).mean((-2, -1))
+    kbb = (torch.exp(-sq(b, b) / scale) * w[..., :, None] * w[..., None, :]).sum((-2, -1))
+    kab = (torch.exp(-sq(a, b) / scale).mean(-2) * w).sum(-1)
+    return torch.where(total > 0, kaa + kbb - 2 * kab, torch.zeros((), dtype=a.dtype))
 
 
 class _SSL(Objective):
@@ -137,14 +148,22 @@ class _SSL(Objective):
 
 
 class SimSiam(_SSL):
+    """Two augmented views per image (`augment`); `pixels`: the images' standardisation
+    (default MNIST's), so that geometry and erasing see raw pixels."""
+
     name = "simsiam"
     net = SimSiamNet
+
+    def __init__(self, pixels: augment.Pixels | None = None):
+        self.pixels = pixels
 
     def loss(self, pop: Population, x: Tensor, y: Tensor, weight: Tensor,
              agents: Tensor) -> Tensor:
         gens = [pop.generators[i] for i in agents.tolist()]
         flat = x.flatten(0, 1)
-        views = [augment.augment(flat, *(r.flatten(0, 1) for r in augment.draw(gens, x.shape[1])))
+        shape = tuple(x.shape[2:])
+        views = [augment.augment(flat, *(r.flatten(0, 1) for r in
+                                         augment.draw(gens, x.shape[1], shape)), self.pixels)
                  .view_as(x) for _ in range(2)]
         return self.mean(pop(*views, agents=agents), weight)
 
@@ -172,7 +191,10 @@ class MAR(MAE):
     """MAE + γ·MMD²(the client's latents of its batch, a target set).
 
     Target `reference`: latents other clients sent (`set_reference`, [clients, R, d]; none
-    before the first exchange, so round 1 is plain MAE). Target `model`: the latents of the
+    before the first exchange, so round 1 is plain MAE). Rows of NaN in a reference set are
+    latents that did not come (a neighbour that did not report this round, with partial
+    participation): the MMD weighs only the others, and a client whose new set is all NaN keeps
+    the set it had. Target `model`: the latents of the
     same visible patches under the model the client last received (`set_anchor`), detached.
     The MMD sees a batch's padding rows too (epochs counted): they repeat the client's own
     samples, so they reweight its latents rather than add foreign ones."""
@@ -188,7 +210,11 @@ class MAR(MAE):
         self.anchor: dict[str, Tensor] | None = None
 
     def set_reference(self, reference: Tensor) -> None:
-        self.reference = reference.detach().clone()
+        new = reference.detach().clone()
+        if self.reference is not None and self.reference.shape == new.shape:
+            stale = torch.isnan(new).flatten(1).all(1)  # nothing came for these clients
+            new[stale] = self.reference[stale]
+        self.reference = new
 
     def set_anchor(self, params: dict[str, Tensor]) -> None:
         self.anchor = {k: v.detach().clone() for k, v in params.items()}
@@ -205,6 +231,9 @@ class MAR(MAE):
                 _, target = pop(x, order, agents=agents, params=self.anchor)
         elif self.target == "reference" and self.reference is not None:
             target = self.reference[agents]
+            valid = ~torch.isnan(target).any(-1)
+            if not bool(valid.all()):  # partial participation: some latents did not come
+                return loss + self.gamma * mmd2(latent, target, valid)
         else:
             return loss
         return loss + self.gamma * mmd2(latent, target)

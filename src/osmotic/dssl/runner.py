@@ -1,15 +1,18 @@
-"""One D-SSL run: partition, clients as holarchy terminals, rounds of local self-supervised
-training and averaging (FL: FedAvg; DecL: neighbours on a random regular graph), MAR's latent
-exchange, representation drift, and linear / kNN probes of the result.
+"""One D-SSL run: data (MNIST or the user's images), partition, clients as holarchy terminals,
+rounds of local self-supervised training and averaging (FL: FedAvg; DecL: neighbours on a
+random regular graph) by the clients drawn for the round (`participation`, `dropout_rate`),
+MAR's latent exchange, representation drift, and linear / kNN probes of the result.
 
-Run directory (shared layout): `config.yaml`, `metrics.jsonl` (one line per round),
-`summary.json` (the stable keys `SUMMARY_KEYS`, and a few more: see the README),
-`partition.json`, `models/final.safetensors` (the evaluated model(s), flat), plots under
-`plots/`, and `checkpoint.safetensors` for `osmotic resume`.
+Run directory (shared layout): `config.yaml`, `metrics.jsonl` (one line per round; `trained`
+and `reported` counts when some clients sit rounds out), `summary.json` (the stable keys
+`SUMMARY_KEYS`, and a few more: see the README), `partition.json`, `models/final.safetensors`
+(the evaluated model(s), flat), plots under `plots/`, `tensorboard/` with `log: [tensorboard]`,
+and `checkpoint.safetensors` for `osmotic resume`.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +23,24 @@ from torch import Tensor, nn
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.data import partition as partitions
-from osmotic.data.mnist import load_mnist
+from osmotic.data.datasets import load_dataset
 from osmotic.data.splits import Dataset
+from osmotic.data.timeseries import DataError
 from osmotic.dssl import probe
+from osmotic.dssl.augment import pixel_scale
 from osmotic.dssl.clients import Clients, RayClients
 from osmotic.dssl.config import DsslConfig
-from osmotic.dssl.objectives import MAR, OBJECTIVES, VISIBLE, gamma_at
-from osmotic.engines.inprocess import cpu_threads
+from osmotic.dssl.objectives import MAR, OBJECTIVES, VISIBLE, SimSiam, gamma_at
 from osmotic.holarchy.builders import fedavg, regular
 from osmotic.holarchy.holarchy import Holarchy
-from osmotic.holarchy.schedule import SyncSchedule
+from osmotic.holarchy.schedule import Participation, SyncSchedule
 from osmotic.holarchy.terminals import make_terminals
-from osmotic.models import BACKBONES
-from osmotic.models.vit import TOKENS
+from osmotic.models import ModelError
+from osmotic.models.vit import SIDE, TOKENS
 from osmotic.report import RunDir
-from osmotic.runtime.lifecycle import Lifecycle, resumable
+from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.population import Population
+from osmotic.runtime.session import Session, recorded_settings
 
 SUMMARY_KEYS = ("method", "framework", "degree", "clients", "partition", "alpha", "rounds",
                 "linear_probe_accuracy", "knn_accuracy", "client_linear_probe_accuracy",
@@ -42,19 +48,95 @@ SUMMARY_KEYS = ("method", "framework", "degree", "clients", "partition", "alpha"
                 "seed", "engine")
 
 
+MASKED_SHAPE = (1, SIDE, SIDE)
+"""The images MAE and MAR mask: 16 patches of 7×7 pixels (`models.vit`)."""
+BACKBONE_TAKES = {"vit": "vit takes 1×28×28 images (16 patches of 7×7)",
+                  "cnn": "cnn takes one-channel images of at least 4×4"}
+"""What the registered backbones take, for the line that refuses other images."""
+
+
 def load_data(config: DsslConfig) -> Dataset:
-    """The MNIST pool and test set a config asks for (shared by the runs of a grid)."""
-    data = load_mnist(config.mnist_dir, config.holdout, config.seed)
+    """The pool and test set a config asks for (shared by the runs of a grid): `data` and
+    `test`, by default MNIST (`mnist_dir`, `holdout`), cut to `pool_size` samples if that is
+    set. Inputs that are not images are refused."""
+    data = load_dataset(config.data or "mnist", config.test, holdout=config.holdout,
+                        seed=config.seed, mnist_dir=config.mnist_dir)
+    require_images(data)
     return data if config.pool_size is None else data.pool_subset(config.pool_size, config.seed)
 
 
-def objective_of(config: DsslConfig) -> Any:
-    return MAR(config.mar_target) if config.method == "mar" else OBJECTIVES[config.method]()
+def require_images(data: Dataset) -> None:
+    """One line naming `data` unless its inputs are images [n, C, H, W]."""
+    if len(data.input_shape) != 3:
+        where = data.source.split(";")[0]
+        raise DataError(f"data: {where}: inputs of shape {list(data.input_shape)} per sample; "
+                        "D-SSL pre-trains on images [n, C, H, W] (an npz of [n, H, W] or "
+                        "[n, C, H, W] arrays, an image folder, mnist or digits)")
 
 
-def module_builder(config: DsslConfig) -> Any:
-    """Builder of the module clients train: the backbone wrapped with the method's heads."""
-    return objective_of(config).build(BACKBONES[config.backbone])
+def objective_of(config: DsslConfig, data: Dataset | None = None, own: bool = False) -> Any:
+    """The method's objective; SimSiam on images other than MNIST (`config.data`, or `own`:
+    images given in memory) gets their pixel scale (`augment.pixel_scale` of the pool `data`),
+    so that its augmentations see raw pixels."""
+    if config.method == "mar":
+        return MAR(config.mar_target)
+    if config.method == "simsiam" and data is not None and (own or not config.mnist):
+        return SimSiam(pixel_scale(data.train.images))
+    return OBJECTIVES[config.method]()
+
+
+def module_builder(config: DsslConfig, input_shape: tuple[int, ...] | None = None) -> Any:
+    """Builder of the module clients train: the backbone (built for images of `input_shape`
+    where its constructor takes it) wrapped with the method's heads."""
+    return objective_of(config).build(config.backbone_builder(input_shape))
+
+
+def check_backbone(config: DsslConfig, images: Tensor) -> None:
+    """Refuse, in one line naming the backbone and the shape, images that the method or the
+    backbone cannot take: MAE and MAR mask 7×7 patches of 1×28×28 images; the backbone must
+    build, have `feature_dim`, map a batch of `images` to [batch, feature_dim] and run batched
+    over clients (vmap). The global random state is left as it was."""
+    shape = tuple(images.shape[1:])
+    name = config.backbone
+    if config.method in ("mae", "mar") and shape != MASKED_SHAPE:
+        raise ModelError(f"backbone {name}: method {config.method} masks 7×7 patches of 1×28×28 "
+                         f"images; the data's images are {'×'.join(map(str, shape))} (use "
+                         "method simsiam, e.g. with backbone cnn)")
+    hint = f"; {BACKBONE_TAKES[name]}" if name in BACKBONE_TAKES else ""
+    if hint and shape[0] > 1:
+        hint += " (an image folder: grayscale: true)"
+    build = config.backbone_builder(shape)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            module = build()
+        except Exception as e:  # noqa: BLE001 - the user's constructor
+            raise ModelError(f"backbone {name}: cannot be built for images of shape {shape} "
+                             f"({_first_line(e)})") from None
+        dim = getattr(module, "feature_dim", None)
+        if not isinstance(dim, int):
+            raise ModelError(f"backbone {name}: no integer attribute feature_dim (the width of "
+                             "its features)")
+        try:
+            with torch.no_grad():
+                out = module(images)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"backbone {name}: cannot take images of shape {shape} "
+                             f"({_first_line(e)}){hint}") from None
+        if not isinstance(out, Tensor) or tuple(out.shape) != (len(images), dim):
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ModelError(f"backbone {name}: returns {got} for {len(images)} images of shape "
+                             f"{shape}; expected [{len(images)}, feature_dim = {dim}]")
+        try:
+            Population(build, ["check-a", "check-b"], seed=0)(
+                images.expand(2, *images.shape)).sum().backward()
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"backbone {name}: cannot run batched over clients "
+                             f"(torch.func.vmap): {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def holarchy_of(config: DsslConfig) -> Holarchy:
@@ -95,12 +177,26 @@ def union(latents: Tensor) -> Tensor:
 
 
 class DsslJob:
-    """One round per unit: local training, drift, averaging, MAR exchange (a lifecycle `Job`)."""
+    """One round per unit: local training, drift, averaging, MAR exchange (a lifecycle `Job`).
+
+    With partial participation (`participation` < 1 or `dropout_rate` > 0; draws as holonic's,
+    `holarchy.schedule.Participation`) only the clients drawn for the round train, and only
+    those of them that do not drop out report; the schedule averages what was reported (FL:
+    the server sends the new global model to every client). Drift is measured among the
+    clients that trained (the only local models that moved). MAR's latents are sent by the
+    clients that reported: they alone are in contact this round, and a client that dropped
+    out sends nothing. FL: the server pools them and sends the set to every client, as it does
+    the model (a round nobody reported leaves the sets as they were); DecL: each client pools
+    those of itself and its neighbours that reported, and one to which none came keeps its
+    set (`MAR`: NaN rows are latents that did not come).
+    """
 
     def __init__(self, config: DsslConfig, holarchy: Holarchy, engine: Any,
-                 schedule: SyncSchedule, prober: Prober, drift_images: Tensor):
+                 schedule: SyncSchedule, prober: Prober, drift_images: Tensor,
+                 participation: Participation | None = None):
         self.config, self.h, self.engine, self.schedule = config, holarchy, engine, schedule
         self.prober, self.drift_images = prober, drift_images
+        self.participation = participation or Participation(holarchy)
         self.terminals = holarchy.terminals()
         self.latent_messages = self.latent_bytes = 0
         self.train_seconds = 0.0
@@ -117,32 +213,41 @@ class DsslJob:
                          c.mar_gamma_schedule) if c.method == "mar" else None
         if gamma is not None:
             self.engine.set_gamma(gamma)
-        loss, flat = self.engine.train(**self.work())
+        trained, reported = self.participation.draw(unit)
+        everyone = self.participation.everyone
+        loss, flat = self.engine.train(**self.work(), active=None if everyone else trained)
         local = torch.from_numpy(flat)
-        models = self.schedule.step(local)
+        models = self.schedule.step(local, None if everyone else reported)
         self.engine.load_flat(models.numpy())
         if self.exchange:
-            self.mar_exchange(unit)
+            self.mar_exchange(unit, None if everyone else reported)
         self.train_seconds += time.perf_counter() - t0
         self.models = models
-        row = {"round": unit, "mean_train_loss": float(loss.mean()), "gamma": gamma,
-               "drift": self.drift(local), **self.traffic(),
+        index = {t: i for i, t in enumerate(self.terminals)}
+        moved = local if everyone else local[[index[t] for t in trained]]
+        row = {"round": unit,
+               "mean_train_loss": float(loss.mean() if everyone else np.nanmean(loss)),
+               "gamma": gamma, "drift": self.drift(moved), **self.traffic(),
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
+        if self.config.partial:
+            row.update(trained=len(trained), reported=len(reported))
         if c.probe_every and unit % c.probe_every == 0 and unit < c.rounds:
             row["linear_probe_accuracy"] = self.prober(self.consensus(), knn=False)["linear"]
         return row
 
     def drift(self, local: Tensor) -> float:
-        """1 − mean pairwise linear CKA of the clients' local models (before averaging) on a
-        fixed batch: how far their representations moved apart this round."""
+        """1 − mean pairwise linear CKA of the clients' local models (before averaging; those
+        that trained this round) on a fixed batch: how far their representations moved apart
+        this round (0 with one)."""
         if len(local) == 1:
             return 0.0
         feats = [self.prober.features(m, self.drift_images) for m in local]
         return 1.0 - probe.mean_pairwise_cka(feats)
 
-    def mar_exchange(self, unit: int) -> None:
-        """Every client sends m pooled latents (the round's shared mask pattern); FL: the
-        server pools all of them; DecL: each client pools its own and its neighbours'."""
+    def mar_exchange(self, unit: int, reported: Sequence[str] | None = None) -> None:
+        """Every client that reported (`reported`; None: all) sends m pooled latents (the
+        round's shared mask pattern); FL: the server pools them for every client; DecL: each
+        client pools its own and its neighbours' (NaN rows for those that did not report)."""
         c = self.config
         g = torch.Generator().manual_seed(c.seed * 7919 + unit)
         keep = torch.randperm(TOKENS, generator=g)[:VISIBLE].numpy()
@@ -150,15 +255,23 @@ class DsslJob:
         n, m, d = lat.shape
         size = m * d * lat.element_size()
         index = {t: i for i, t in enumerate(self.terminals)}
+        present = set(range(n)) if reported is None else {index[t] for t in reported}
         if c.framework == "fl":
-            ref = union(lat).expand(n, -1, -1)
-            self.latent_messages += 2 * n  # up to the server, a reference set back down
-            self.latent_bytes += n * size + n * ref[0].numel() * lat.element_size()
+            if not present:
+                return  # nothing reached the server: every client keeps its set
+            sent = lat if reported is None else lat[sorted(present)]
+            ref = union(sent).expand(n, -1, -1)
+            self.latent_messages += len(present) + n  # up to the server, a set back down
+            self.latent_bytes += len(present) * size + n * ref[0].numel() * lat.element_size()
         else:
             groups = [sorted([i] + [index[j] for j in self.h.neighbours(t)])
                       for i, t in enumerate(self.terminals)]  # clients in order, as FL's
+            if reported is not None:
+                lat = lat.clone()
+                lat[sorted(set(range(n)) - present)] = float("nan")
             ref = torch.stack([union(lat[grp]) for grp in groups])
-            sent = sum(len(grp) - 1 for grp in groups)
+            sent = sum(sum(1 for j in grp if j != i and j in present)
+                       for i, grp in enumerate(groups))
             self.latent_messages += sent
             self.latent_bytes += sent * size
         self.engine.set_reference(ref.contiguous().numpy())
@@ -195,48 +308,67 @@ class DsslJob:
 
 
 def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
-        show_progress: bool | None = None, *, resume: bool = False) -> dict[str, Any]:
-    """Pre-train for `config.rounds` rounds and probe; returns the summary (summary.json)."""
+        progress: bool | None = None, *, resume: bool = False,
+        log: Logger | Sequence[Logger] | None = None, in_memory: bool = False
+        ) -> dict[str, Any]:
+    """Pre-train for `config.rounds` rounds and probe; returns the summary (summary.json).
+
+    `data` replaces the data the config names: the same data loaded once (a grid), or, with
+    `in_memory`, images the config does not name (the Python API's arrays), which `osmotic
+    resume` then refuses to guess. `log(row)` receives every round's metrics row (and
+    `config.log` adds TensorBoard)."""
     data = data if data is not None else load_data(config)
+    own = in_memory or not config.mnist
+    require_images(data)
+    data.require(config.clients, "clients")
+    shape = data.input_shape
+    check_backbone(config, data.train.images[: min(2, len(data.train))])
     holarchy = holarchy_of(config)
     terminals = holarchy.terminals()
     parts = partitions.partition(data.train.labels.numpy(), config.clients, config.partition,
                                  config.seed, config.alpha)
-    rd = RunDir(out, fresh=not resume)
+    session = Session.open(config, out, resume=resume, record={
+        "data_source": data.source, "data_in_memory": in_memory,
+        "graph": [list(e) for e in holarchy.edges]})
+    rd = session.dir
     if not resume:
-        rd.write_config({"mode": "dssl", **config.model_dump(), "data": data.source,
-                         "graph": [list(e) for e in holarchy.edges]})
         partitions.record(data.train.labels.numpy(), parts, terminals, rd.path, rd.plots,
                           f"{config.partition}: samples per class per client")
-    build = module_builder(config)
+    build = module_builder(config, shape)
     schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, budget=1)
     init = schedule.init
     prober = Prober(build(), data, config.seed)
     pick = np.random.default_rng(config.seed).choice(len(data.train), config.drift_batch,
                                                      replace=len(data.train) < config.drift_batch)
-    with cpu_threads(config.threads):
-        engine = make_terminals(config, terminals, init, data.train, parts, model=build,
-                                host=Clients, ray_host=RayClients,
-                                objective=objective_of(config), optimizer=config.optimizer,
-                                optimizer_params=_optimizer_params(config),
-                                keep_optimizer_state=config.keep_optimizer_state)
-        try:
-            job = DsslJob(config, holarchy, engine, schedule, prober,
-                          data.train.images[torch.from_numpy(pick)])
-            life = Lifecycle(job, total=config.rounds, unit="round", run_dir=rd,
-                             checkpoint_every=config.checkpoint_every,
-                             restart_failed=config.restart_failed,
-                             label=f"dssl {config.name}")
-            history = life.run(resume, show_progress)
-        finally:
-            engine.shutdown()
-        summary = _evaluate(config, job, prober, init, rd)
+    participation = Participation(holarchy, config.participation, config.dropout_rate,
+                                  config.seed)
+    sample = data.train.images[torch.from_numpy(pick)]
+
+    def finish(job: DsslJob, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list]:
+        return _evaluate(config, job, prober, init, rd), rows
+
+    summary, history = session.train(
+        lambda: make_terminals(config, terminals, init, data.train, parts, model=build,
+                               host=Clients, ray_host=RayClients,
+                               objective=objective_of(config, data),
+                               optimizer=config.optimizer,
+                               optimizer_params=_optimizer_params(config),
+                               keep_optimizer_state=config.keep_optimizer_state),
+        lambda engine: DsslJob(config, holarchy, engine, schedule, prober, sample,
+                               participation),
+        total=config.rounds, unit="round", label=f"dssl {config.name}",
+        checkpoint_every=config.checkpoint_every or 5, finish=finish, log=log,
+        progress=progress)
     summary["final_drift"] = history[-1]["drift"]
+    if own:
+        summary.update(input_shape=list(shape), classes=data.classes)
+    if config.partial:
+        summary.update(participation=config.participation, dropout_rate=config.dropout_rate)
     summary["run_dir"] = str(rd.path)
-    rd.write_summary(summary)
     from osmotic.dssl.plots import plot_run
 
     plot_run(history, rd.plots / "curves.png", config.name)
+    session.finish(summary)
     return summary
 
 
@@ -276,7 +408,6 @@ def _evaluate(config: DsslConfig, job: DsslJob, prober: Prober, init: Tensor,
             "local_steps": config.local_steps, "local_epochs": config.local_epochs}
 
 
-def resume(out: str | Path, show_progress: bool | None = None) -> dict[str, Any]:
+def resume(out: str | Path, progress: bool | None = None) -> dict[str, Any]:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    rd = resumable(out)
-    return run(DsslConfig.from_run(rd), rd, show_progress=show_progress, resume=True)
+    return run(recorded_settings(DsslConfig, out), out, progress=progress, resume=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -32,9 +31,9 @@ from osmotic.holonic.plots import plot_curves
 from osmotic.models import make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
-from osmotic.runtime.lifecycle import Logger, resumable
+from osmotic.runtime.lifecycle import Logger
 from osmotic.runtime.modelcheck import check_batched
-from osmotic.runtime.session import Session
+from osmotic.runtime.session import Session, recorded_settings
 
 
 def load_data(config: HolonicConfig) -> Dataset:
@@ -121,12 +120,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
 
 def resume(out: str | Path, progress: bool | None = None) -> dict[str, Any]:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    rd = resumable(out)
-    if (yaml.safe_load((rd / "config.yaml").read_text()) or {}).get("data_in_memory"):
-        raise ValueError(f"{rd}: this run's data were given in memory; resume it from Python "
-                         "with the same data: osmotic.holonic.runner.run(config, out, data, "
-                         "resume=True)")
-    return run(HolonicConfig.from_yaml(rd / "config.yaml"), rd, progress=progress, resume=True)
+    return run(recorded_settings(HolonicConfig, out), out, progress=progress, resume=True)
 
 
 class HolonicJob:

@@ -25,12 +25,15 @@ def add_config_options(parser: argparse.ArgumentParser, kind: type[Settings], *,
     """One option per field of `kind` (or the fields in `only`, less `exclude`); unset options
     stay None. `defaults` maps preset names to their configs' values, for help texts that
     show each preset's own default where they differ."""
-    group = parser.add_argument_group(f"settings ({kind.__name__} fields)")
     names = [n for n in kind.model_fields if (only is None or n in only) and n not in exclude]
     parser.set_defaults(_settings_options=names)
-    for name in names:
+    own = parser.add_argument_group(f"settings ({kind.__name__} fields)")
+    engine = parser.add_argument_group("engine settings (the same in every mode; they change "
+                                       "no number)")
+    for name in sorted(names, key=lambda n: n in kind.engine_fields):  # the mode's own first
         info = kind.model_fields[name]
         per_preset = {k: v[name] for k, v in (defaults or {}).items()}
+        group = engine if name in kind.engine_fields else own
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_help(info, per_preset),
                            **_argparse_type(kind, name, info.annotation))
@@ -113,13 +116,13 @@ def _argparse_type(kind: type[Settings], name: str, annotation: Any) -> dict[str
     origin = get_origin(t)
     if t is bool:
         return {"action": argparse.BooleanOptionalAction}
-    if origin is Literal:
+    if origin is Literal:  # checked by the settings model: a wrong word is one line, not usage
         choices = get_args(t)
-        return {"choices": choices, "type": type(choices[0])}
+        return {"type": type(choices[0]), "metavar": "{" + ",".join(map(str, choices)) + "}"}
     if origin is list:
         item = get_args(t)[0]
         if get_origin(item) is Literal:
-            return {"nargs": "+", "choices": get_args(item)}
+            return {"nargs": "+", "metavar": "{" + ",".join(map(str, get_args(item))) + "}"}
         return {"nargs": "+", "type": item, "metavar": name.upper().rstrip("S")}
     if origin is dict:
         return {"nargs": "+", "type": _key_value(get_args(t)[1]), "metavar": "KEY=VALUE"}

@@ -25,7 +25,7 @@ from osmotic.report.result import RunResult
 from osmotic.report.rundir import RunDir
 from osmotic.report.tensorboard import live_loggers
 from osmotic.runtime.lifecycle import Job, Lifecycle, Logger, Row, as_loggers, resumable
-from osmotic.settings import EngineSettings, Settings
+from osmotic.settings import EngineSettings, InputError, Settings, read_mapping
 
 S = TypeVar("S", bound=Settings)
 J = TypeVar("J", bound=Job)
@@ -105,6 +105,18 @@ class Session:
         assert self.dir is not None, "a session without a run directory writes no summary"
         self.dir.write_summary(summary)
         return RunResult.from_dir(self.dir.path)
+
+
+def recorded_settings(kind: type[S], run_dir: str | Path) -> S:
+    """The settings an unfinished run in `run_dir` recorded, to resume it; one line when it
+    has finished, has no checkpoint, or was given its data in memory (which only the caller
+    who holds them can give again)."""
+    config = resumable(run_dir) / "config.yaml"
+    if read_mapping(config, InputError).get("data_in_memory"):
+        raise InputError(f"{run_dir}: this run's data were given in memory; resume it from "
+                         f"Python with the same data: osmotic.{kind.mode}.runner.run(config, "
+                         "out, data, resume=True)")
+    return kind.from_yaml(config)
 
 
 def configure(kind: type[S], config: S | str | Path | None, settings: dict[str, Any]) -> S:
