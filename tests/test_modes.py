@@ -24,7 +24,7 @@ TINY: dict[str, dict[str, Any]] = {
     "dssl": {"clients": 4, "rounds": 1, "local_steps": 1, "batch_size": 8, "pool_size": 160,
              "holdout": 60, "drift_batch": 16, "threads": 1},
 }
-JARGON = re.compile(r"this session|this morning|issue [0-9]|commit [0-9a-f]{7}|\(ours\)", re.I)
+JARGON = re.compile(r"this session|this morning|issue [0-9]|commit [0-9a-f]{7}|\(ours\)", re.IGNORECASE)
 
 
 def config_file(tmp_path: Path, mode: str, **changes: Any) -> Path:
