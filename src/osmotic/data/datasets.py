@@ -93,6 +93,19 @@ def parse_spec(value: Any, where: str = "data") -> NpzData | CsvData | ImageFold
         raise DataError(one_line(e, where)) from None
 
 
+def paths_from(settings: dict[str, Any], folder: Path,
+               keys: tuple[str, ...] = ("data", "test")) -> dict[str, Any]:
+    """`settings` read from a file in `folder`, the relative `path` of its data entries taken
+    from that folder and made absolute (so a run records where its data are, for resume)."""
+    out = dict(settings)
+    for key in keys:
+        entry = out.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
+                and not Path(entry["path"]).is_absolute():
+            out[key] = {**entry, "path": str((folder / entry["path"]).resolve())}
+    return out
+
+
 def load_dataset(spec: Any, test: Any = None, *, holdout: float | None = None,
                  seed: int = 0, mnist_dir: str | Path | None = None) -> Dataset:
     """The dataset a `data:` entry (and optional `test:` entry) describes."""

@@ -6,17 +6,9 @@ The mode's face: `Config` (`DsslConfig`), `run`, `resume` (docs/api.md) and `MOD
 training code is imported on first use, so that the CLI's start-up does not load it."""
 from __future__ import annotations
 
-from typing import Any
-
 from osmotic.dssl.config import DsslConfig
+from osmotic.runtime.session import mode_face
 
 Config = DsslConfig
 __all__ = ["MODE", "Config", "DsslConfig", "resume", "run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("run", "resume", "MODE"):
-        from osmotic.dssl import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'osmotic.dssl' has no attribute {name!r}")
+__getattr__ = mode_face(__name__)

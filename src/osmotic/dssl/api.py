@@ -7,20 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from osmotic.data.splits import Dataset
 from osmotic.dssl import runner
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.summary import HELP, describe
+from osmotic.holarchy.runs import Arrays, Data, run_on_data
 from osmotic.report.result import RunResult
 from osmotic.runtime.lifecycle import Logger
-from osmotic.runtime.session import Mode, configure, split_log
+from osmotic.runtime.session import Mode
 
-Arrays = tuple[Any, Any]
 __all__ = ["MODE", "DsslConfig", "resume", "run"]
 
 
 def run(config: DsslConfig | str | Path | None = None, *,
-        data: Dataset | Arrays | str | dict[str, Any] | None = None, test: Arrays | None = None,
+        data: Data = None, test: Arrays | None = None,
         out: str | Path | None = None, progress: bool | None = None,
         log: Logger | str | Sequence[Logger | str] | None = None, **settings: Any) -> RunResult:
     """Pre-train and probe; returns the summary, every round's metrics and the run directory.
@@ -35,18 +34,9 @@ def run(config: DsslConfig | str | Path | None = None, *,
     callables, each called with every round's metrics row, and logger names (`"tensorboard"`).
     `progress`: a progress bar (None: when the terminal is interactive).
     """
-    loggers = split_log(log, settings)
-    if isinstance(data, str | dict):  # a `data:` entry, as in a config file
-        settings["data"], data = data, None
-    base = configure(DsslConfig, config, settings)
-    if test is not None and not isinstance(data, tuple):
-        raise ValueError("test=(x, y) goes with data=(x, y); a Dataset brings its own test set")
-    dataset = Dataset.from_arrays(*data, test, holdout=base.holdout, seed=base.seed) \
-        if isinstance(data, tuple) else data
-    out = out if out is not None else f"runs/dssl/{base.name}-seed{base.seed}"
-    summary = runner.run(base, out, dataset, progress, log=loggers,
-                         in_memory=dataset is not None)
-    return RunResult.from_dir(summary["run_dir"])
+    return run_on_data(DsslConfig, runner.run, config, data=data, test=test, out=out,
+                       default_out=lambda c: f"runs/dssl/{c.name}-seed{c.seed}",
+                       progress=progress, log=log, settings=settings)
 
 
 def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from osmotic.data.datasets import DataSpec
+from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.models import BACKBONES, ModelError, resolve_model
 from osmotic.settings import EngineSettings
 
@@ -217,11 +217,5 @@ class DsslConfig(EngineSettings):
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
         """Relative data files taken from the settings file's folder (recorded absolute, for
         resume)."""
-        data = dict(data)
-        for key in ("data", "test"):
-            entry = data.get(key)
-            if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
-                    and not Path(entry["path"]).is_absolute():
-                data[key] = {**entry, "path": str((folder / entry["path"]).resolve())}
-        return data
+        return paths_from(data, folder)
 

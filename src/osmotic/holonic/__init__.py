@@ -6,17 +6,9 @@ The mode's face: `Config` (`HolonicConfig`), `run`, `resume` (docs/api.md) and `
 training code is imported on first use, so that the CLI's start-up does not load it."""
 from __future__ import annotations
 
-from typing import Any
-
 from osmotic.holonic.config import HolonicConfig
+from osmotic.runtime.session import mode_face
 
 Config = HolonicConfig
 __all__ = ["MODE", "Config", "HolonicConfig", "resume", "run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("run", "resume", "MODE"):
-        from osmotic.holonic import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'osmotic.holonic' has no attribute {name!r}")
+__getattr__ = mode_face(__name__)

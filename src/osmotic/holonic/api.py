@@ -7,20 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from osmotic.data.splits import Dataset
+from osmotic.holarchy.runs import Arrays, Data, run_on_data
 from osmotic.holonic import runner
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.summary import HELP, describe
 from osmotic.report.result import RunResult
 from osmotic.runtime.lifecycle import Logger
-from osmotic.runtime.session import Mode, configure, split_log
+from osmotic.runtime.session import Mode
 
-Arrays = tuple[Any, Any]
 __all__ = ["MODE", "HolonicConfig", "resume", "run"]
 
 
 def run(config: HolonicConfig | str | Path | None = None, *,
-        data: Dataset | Arrays | str | dict[str, Any] | None = None, test: Arrays | None = None,
+        data: Data = None, test: Arrays | None = None,
         out: str | Path | None = None, progress: bool | None = None,
         log: Logger | str | Sequence[Logger | str] | None = None, **settings: Any) -> RunResult:
     """Train a holarchy; returns the summary, every round's metrics and the run directory.
@@ -37,18 +36,9 @@ def run(config: HolonicConfig | str | Path | None = None, *,
     (`"tensorboard"`: event files in the run directory). `progress`: a progress bar (None:
     when the terminal is interactive).
     """
-    loggers = split_log(log, settings)
-    if isinstance(data, str | dict):  # a `data:` entry, as in a config file
-        settings["data"], data = data, None
-    base = configure(HolonicConfig, config, settings)
-    if test is not None and not isinstance(data, tuple):
-        raise ValueError("test=(x, y) goes with data=(x, y); a Dataset brings its own test set")
-    dataset = Dataset.from_arrays(*data, test, holdout=base.holdout, seed=base.seed) \
-        if isinstance(data, tuple) else data
-    out = out if out is not None else f"runs/holonic/{base.name}-{base.distribution}"
-    summary = runner.run(base, out, dataset, progress, log=loggers,
-                         in_memory=dataset is not None)
-    return RunResult.from_dir(summary["run_dir"])
+    return run_on_data(HolonicConfig, runner.run, config, data=data, test=test, out=out,
+                       default_out=lambda c: f"runs/holonic/{c.name}-{c.distribution}",
+                       progress=progress, log=log, settings=settings)
 
 
 def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from osmotic.data.datasets import DataSpec
+from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, resolve_model
@@ -100,12 +100,7 @@ class HolonicConfig(EngineSettings):
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
         """A relative `holarchy` file, and the data files, taken from the config's folder
         (recorded absolute, for resume)."""
-        data = dict(data)
+        data = paths_from(data, folder)
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
             data["holarchy"] = str(folder / data["holarchy"])
-        for key in ("data", "test"):
-            entry = data.get(key)
-            if isinstance(entry, dict) and isinstance(entry.get("path"), str) \
-                    and not Path(entry["path"]).is_absolute():
-                data[key] = {**entry, "path": str((folder / entry["path"]).resolve())}
         return data

@@ -5,17 +5,9 @@ training code is imported on first use, so that `import osmotic.osml.metrics` (a
 start-up) does not load it."""
 from __future__ import annotations
 
-from typing import Any
-
 from osmotic.osml.config import OsmlConfig
+from osmotic.runtime.session import mode_face
 
 Config = OsmlConfig
 __all__ = ["MODE", "Config", "OsmlConfig", "resume", "run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("run", "resume", "MODE"):
-        from osmotic.osml import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'osmotic.osml' has no attribute {name!r}")
+__getattr__ = mode_face(__name__)

@@ -13,6 +13,7 @@ registry in `osmotic.modes` collects them.
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,6 +147,18 @@ def split_log(log: Any, settings: dict[str, Any]) -> list[Logger]:
     if names:
         settings["log"] = [*settings.get("log", []), *names]
     return [x for x in items if not isinstance(x, str)]
+
+
+def mode_face(package: str) -> Callable[[str], Any]:
+    """A mode package's module `__getattr__`: `run`, `resume` and `MODE` come from its `api`
+    module on first use, so that importing the package (and the CLI's start-up) does not load
+    the training code."""
+    def attribute(name: str) -> Any:
+        if name in ("run", "resume", "MODE"):
+            return getattr(importlib.import_module(f"{package}.api"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return attribute
 
 
 def add_mode_parser(sub: Any, name: str, help: str) -> Any:
