@@ -2,7 +2,8 @@
 
 `osmotic run CONFIG.yaml` and `osmotic resume DIR` work for every mode (the file says which);
 each mode adds its own commands (`osmotic osml ...`, `osmotic holonic ...`, `osmotic dssl
-...`). Exit status: 0 done, 1 the run failed, 2 bad input or environment (one line on stderr).
+...`). Exit status: 0 done, 1 the run failed (agents lost without restart), 2 bad input or
+environment (one line on stderr).
 """
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, AgentsLost, RunInterrupted) as e:
+    except (AgentsLost, RunInterrupted) as e:  # the run failed; its message says how to resume
+        print(f"osmotic: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:  # bad input
         print(f"osmotic: error: {e}", file=sys.stderr)
         return 2
 

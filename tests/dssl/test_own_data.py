@@ -15,6 +15,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+import osmotic.dssl
 from osmotic.cli import main
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAR, mmd2
@@ -124,9 +125,9 @@ def test_python_pretrains_on_own_images_with_5_of_100_clients(tmp_path: Path,
     else:
         config = DsslConfig(**FEDMAR, data={"format": "images", "path": str(
             write_folder(tmp_path, side=28)), "size": 28}, method="simsiam")
-    summary = run(config, tmp_path / "out", progress=False)
-    assert summary == finished(tmp_path / "out")
-    assert summary["classes"] == (5 if source == "npz" else 4)
+    result = osmotic.dssl.run(config, out=tmp_path / "out", progress=False)
+    assert result.summary == finished(tmp_path / "out")
+    assert result.summary["classes"] == (5 if source == "npz" else 4)
 
 
 def test_backbone_by_import_path_is_built_for_the_data(tmp_path: Path) -> None:
