@@ -120,5 +120,5 @@ def test_a_run_on_arrays_is_not_resumed_from_mnist(tmp_path: Path) -> None:
     (tmp_path / "r" / "summary.json").unlink()
     from osmotic.holonic.runner import resume
 
-    with pytest.raises(ValueError, match="data were given in memory; resume it from Python"):
+    with pytest.raises(ValueError, match="data were given in memory from Python"):
         resume(tmp_path / "r")

@@ -2,18 +2,22 @@
 
 `osmotic run CONFIG.yaml` and `osmotic resume DIR` work for every mode (the file says which);
 each mode adds its own commands (`osmotic osml ...`, `osmotic holonic ...`, `osmotic dssl
-...`). Exit status: 0 done, 1 the run failed (agents lost without restart), 2 bad input or
-environment (one line on stderr).
+...`). Whatever goes wrong is one line on stderr and an exit status (`EXIT`).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from osmotic import __version__
+
+EXIT = {"done": 0, "failed": 1, "input": 2, "interrupted": 130}
+"""0 done; 1 the run failed (it diverged, lost agents without restart, or could not write its
+files); 2 bad input or environment (a file, a setting, a folder); 130 interrupted (Ctrl-C or
+SIGTERM: the run checkpointed, `osmotic resume DIR` continues it)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,23 +33,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("config", type=Path, help="YAML file of settings with a `mode:` "
                      f"({', '.join(modes.NAMES)})")
     add_output_options(run)
+    run.add_argument("--overwrite", action="store_true", help="replace a run already in --out "
+                     "(removes only the files a run writes)")
     run.set_defaults(func=_run)
     resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     resume.add_argument("run_dir", type=Path, help="the run's directory (holds config.yaml)")
     resume.add_argument("--json", action="store_true", help="print summary.json as the last line")
+    resume.add_argument("--force", action="store_true", help="resume even if the run's "
+                        "config.yaml was edited since its last checkpoint")
     resume.set_defaults(func=_resume)
     modes.add_commands(sub)
     args = parser.parse_args(argv)
+    return _one_line(args.func, args)
+
+
+def _one_line(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
+              ) -> int:
+    """Run `command`; whatever stops it becomes one line on stderr and its exit status."""
     from osmotic.engines import AgentsLost, RunInterrupted
+    from osmotic.runtime.lifecycle import Interrupted, RunFailed
 
     try:
-        return int(args.func(args) or 0)
-    except (AgentsLost, RunInterrupted) as e:  # the run failed; its message says how to resume
-        print(f"osmotic: error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as e:  # bad input
-        print(f"osmotic: error: {e}", file=sys.stderr)
-        return 2
+        return int(command(args) or 0)
+    except Interrupted as e:
+        return _error(e, "interrupted")
+    except KeyboardInterrupt:  # outside a run's units (loading data, plotting, a second Ctrl-C)
+        return _error("interrupted; a run directory with a checkpoint continues with: osmotic "
+                      "resume DIR", "interrupted")
+    except (RunFailed, AgentsLost, RunInterrupted) as e:
+        return _error(e, "failed")
+    except (ValueError, FileNotFoundError) as e:
+        return _error(e, "input")
+    except OSError as e:  # the environment: permissions, a full or read-only disk
+        return _error(f"{e.filename or 'a file'}: {e.strerror or e}", "input")
+
+
+def _error(message: object, kind: str) -> int:
+    print(f"osmotic: error: {message}", file=sys.stderr)
+    return EXIT[kind]
 
 
 def _own_process() -> None:
@@ -62,7 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     from osmotic.runtime.options import report
 
     mode = mode_of_file(args.config)
-    return report(mode.run(args.config, out=args.out), args.json, mode.describe)
+    result = mode.run(args.config, out=args.out, **({"overwrite": True} if args.overwrite else {}))
+    return report(result, args.json, mode.describe)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -70,7 +96,7 @@ def _resume(args: argparse.Namespace) -> int:
     from osmotic.runtime.options import report
 
     mode = mode_of_run(args.run_dir)
-    result = mode.resume(args.run_dir)
+    result = mode.resume(args.run_dir, force=args.force)
     if args.json:
         return report(result, True, mode.describe)
     print(f"resumed and finished: {result.run_dir}")

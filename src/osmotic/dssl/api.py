@@ -39,10 +39,12 @@ def run(config: DsslConfig | str | Path | None = None, *,
                        progress=progress, log=log, settings=settings)
 
 
-def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
+def resume(run_dir: str | Path, *, progress: bool | None = None, force: bool = False
+           ) -> RunResult:
     """Continue an interrupted D-SSL run from its last checkpoint, with its own settings and
-    data; ends with the numbers the uninterrupted run would have produced."""
-    return RunResult.from_dir(runner.resume(run_dir, progress)["run_dir"])
+    data; ends with the numbers the uninterrupted run would have produced. `force`: resume even
+    if its config.yaml was edited since its last checkpoint."""
+    return RunResult.from_dir(runner.resume(run_dir, progress, force)["run_dir"])
 
 
 MODE = Mode("dssl", HELP, DsslConfig, run, resume, describe)

@@ -13,6 +13,7 @@ from typing import Any
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.summary import HELP, describe
 from osmotic.report.result import RunResult
+from osmotic.runtime.lifecycle import RunFailed
 from osmotic.runtime.options import add_config_options, add_run_command, config_overrides
 from osmotic.runtime.session import add_mode_parser
 from osmotic.settings import InputError
@@ -64,8 +65,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     try:
         summaries = run_grid(base, out, args.seeds, limit=args.limit,
                              report_only=args.report_only, workers=workers)
-    except CellsFailed as e:
-        raise InputError(str(e)) from None
+    except CellsFailed as e:  # the runs failed, not the input
+        raise RunFailed(str(e)) from None
     print(json.dumps({"grid": str(out), "runs": summaries}) if args.json else
           f"{len(summaries)} runs; table and figures in {out} (comparison.md, *.png)")
     return 0

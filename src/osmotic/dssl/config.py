@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from osmotic.data.datasets import DataSpec, paths_from
-from osmotic.models import BACKBONES, ModelError, resolve_model
+from osmotic.models import BACKBONES, ModelError, locate_model, resolve_model
 from osmotic.settings import EngineSettings
 
 MNIST_HOLDOUT = 1000
@@ -74,6 +74,7 @@ class DsslConfig(EngineSettings):
     """Every setting of a D-SSL run."""
 
     mode: ClassVar[str] = "dssl"
+    alternatives: ClassVar[tuple[tuple[str, str], ...]] = (("local_steps", "local_epochs"),)
     recorded: ClassVar[tuple[str, ...]] = ("data_source", "data_in_memory", "graph")
 
     method: Literal["simsiam", "mae", "mar"] = "mae"
@@ -102,8 +103,8 @@ class DsslConfig(EngineSettings):
     mar_gamma_schedule: Literal["cosine", "constant"] = "cosine"
     mar_target: Literal["reference", "model"] = Field(
         "model", description="MAR's alignment target: the latents of the same patches under "
-        "the model the client received (model; README: 0.798 against 0.738 for reference at "
-        "IID, seed 0) or latents sent by the other clients (reference)")
+        "the model the client received (model, the better of the two in docs/results.md) or "
+        "latents sent by the other clients (reference)")
     probe_every: int | None = Field(None, ge=1, description="linear probe every N rounds "
                                     "(default: the last round only)")
     client_probes: int = Field(5, ge=1, description="DecL: probe at most this many clients' "
@@ -138,6 +139,14 @@ class DsslConfig(EngineSettings):
         if isinstance(v, str) and "; test:" in v:
             return None
         return {"format": v} if isinstance(v, str) else v
+
+    @field_validator("backbone")
+    @classmethod
+    def _located(cls, v: str) -> str:
+        """A backbone module found only in the working directory recorded as its absolute file
+        (`locate_model`), so a resume from elsewhere finds it; `_checks` then refuses what is
+        not a model."""
+        return v if v in BACKBONES else locate_model(v)
 
     @field_validator("mnist_dir")
     @classmethod
@@ -188,15 +197,6 @@ class DsslConfig(EngineSettings):
         kwargs = {} if input_shape is None else shape_arguments(build, input_shape)
         return partial(build, **kwargs) if kwargs else build
 
-    def merged(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """As for every mode, except that local work given one way replaces the other: a file's
-        `local_steps` (or the default 20) gives way to an option's `local_epochs`."""
-        data = super().merged(changes)
-        for given, other in (("local_epochs", "local_steps"), ("local_steps", "local_epochs")):
-            if given in changes and other not in changes:
-                data.pop(other, None)
-        return data
-
     def same_experiment(self, other: DsslConfig) -> bool:
         """Engine settings aside, and MAR's settings aside for the other methods (they do not
         change those methods' numbers); MNIST's default hold-out is its 1,000 images (what runs
@@ -215,7 +215,10 @@ class DsslConfig(EngineSettings):
 
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """Relative data files taken from the settings file's folder (recorded absolute, for
-        resume)."""
-        return paths_from(data, folder)
+        """Relative data files, and a `backbone` module beside the settings file, taken from
+        its folder (recorded absolute, for resume)."""
+        data = paths_from(data, folder)
+        if isinstance(data.get("backbone"), str) and data["backbone"] not in BACKBONES:
+            data["backbone"] = locate_model(data["backbone"], folder)
+        return data
 

@@ -246,7 +246,7 @@ def write_report(out: Path, summaries: list[dict[str, Any]], base: DsslConfig,
                 and s["alpha"] in (None, 0.1))
 
     drift = {f"{s['method']} {'iid' if s['alpha'] is None else 'α=0.1'}":
-             [r["drift"] for r in RunDir(s["run_dir"], fresh=False).read_metrics()]
+             [r["drift"] for r in RunDir(s["run_dir"]).read_metrics()]
              for s in summaries if drifting(s)}
     if drift:
         plot_drift(drift, out / "drift.png", "FL: representation drift per round")
@@ -264,7 +264,7 @@ def _embedding(out: Path, summaries: list[dict[str, Any]], base: DsslConfig, dat
         if s["partition"] == "dirichlet" and s["alpha"] != 0.1:
             continue
         flat = load_file(Path(s["run_dir"]) / "models" / "final.safetensors")["consensus"]
-        config = DsslConfig.from_run(s["run_dir"])
+        config = DsslConfig.from_yaml(Path(s["run_dir"]) / "config.yaml")
         prober = Prober(module_builder(config, data.input_shape)(), data, seed)
         x = prober.features(flat, data.test.images[:2000])
         x = x - x.mean(0)

@@ -5,7 +5,7 @@ MAR's latent exchange, representation drift, and linear / kNN probes of the resu
 
 Run directory (shared layout): `config.yaml`, `metrics.jsonl` (one line per round; `trained`
 and `reported` counts when some clients sit rounds out), `summary.json` (the stable keys
-`SUMMARY_KEYS`, and a few more: see the README), `partition.json`, `models/final.safetensors`
+`SUMMARY_KEYS`, and a few more: see docs/dssl.md), `partition.json`, `models/final.safetensors`
 (the evaluated model(s), flat), plots under `plots/`, `tensorboard/` with `log: [tensorboard]`,
 and `checkpoint.safetensors` for `osmotic resume`.
 """
@@ -38,7 +38,7 @@ from osmotic.holarchy.terminals import make_terminals
 from osmotic.models import ModelError
 from osmotic.models.vit import SIDE, TOKENS
 from osmotic.report import RunDir
-from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.lifecycle import Diverged, Logger, check_finite
 from osmotic.runtime.population import Population
 from osmotic.runtime.session import Session, recorded_settings
 
@@ -156,7 +156,12 @@ class Prober:
         return self.module.backbone
 
     def features(self, flat: Tensor, images: Tensor) -> np.ndarray:
-        return probe.features(self.load(flat), images)
+        """Frozen features; a model whose parameters are finite but overflow on the way (a
+        run that diverged in its last round) is `Diverged`, not a probe's NaN error."""
+        x = probe.features(self.load(flat), images)
+        if not np.isfinite(x).all():
+            raise Diverged("non-finite features of the trained model", [])
+        return x
 
     def __call__(self, flat: Tensor, knn: bool = True) -> dict[str, float]:
         d = self.data
@@ -216,6 +221,7 @@ class DsslJob:
         trained, reported = self.participation.draw(unit)
         everyone = self.participation.everyone
         loss, flat = self.engine.train(**self.work(), active=None if everyone else trained)
+        check_finite(loss.tolist(), self.terminals, trained, flat)
         local = torch.from_numpy(flat)
         models = self.schedule.step(local, None if everyone else reported)
         self.engine.load_flat(models.numpy())
@@ -227,7 +233,7 @@ class DsslJob:
         moved = local if everyone else local[[index[t] for t in trained]]
         row = {"round": unit,
                "mean_train_loss": float(loss.mean() if everyone else np.nanmean(loss)),
-               "gamma": gamma, "drift": self.drift(moved), **self.traffic(),
+               "gamma": gamma, "drift": self.drift(moved, self.terminals if everyone else trained), **self.traffic(),
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
         if self.config.partial:
             row.update(trained=len(trained), reported=len(reported))
@@ -235,13 +241,17 @@ class DsslJob:
             row["linear_probe_accuracy"] = self.prober(self.consensus(), knn=False)["linear"]
         return row
 
-    def drift(self, local: Tensor) -> float:
+    def drift(self, local: Tensor, ids: Sequence[str]) -> float:
         """1 − mean pairwise linear CKA of the clients' local models (before averaging; those
-        that trained this round) on a fixed batch: how far their representations moved apart
-        this round (0 with one)."""
+        that trained this round, `ids`) on a fixed batch: how far their representations moved
+        apart this round (0 with one). Clients whose features are not finite have diverged."""
         if len(local) == 1:
             return 0.0
-        feats = [self.prober.features(m, self.drift_images) for m in local]
+        feats = [probe.features(self.prober.load(m), self.drift_images) for m in local]
+        bad = [t for t, f in zip(ids, feats, strict=True) if not np.isfinite(f).all()]
+        if bad:
+            raise Diverged(f"non-finite features for {', '.join(bad[:5])}"
+                           + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""), bad)
         return 1.0 - probe.mean_pairwise_cka(feats)
 
     def mar_exchange(self, unit: int, reported: Sequence[str] | None = None) -> None:
@@ -330,6 +340,8 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
     session = Session.open(config, out, resume=resume, record={
         "data_source": data.source, "data_in_memory": in_memory,
         "graph": [list(e) for e in holarchy.edges]})
+    if session.finished is not None:
+        return session.finished.summary
     rd = session.dir
     if not resume:
         partitions.record(data.train.labels.numpy(), parts, terminals, rd.path, rd.plots,
@@ -368,8 +380,7 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
     from osmotic.dssl.plots import plot_run
 
     plot_run(history, rd.plots / "curves.png", config.name)
-    session.finish(summary)
-    return summary
+    return session.finish(summary).summary
 
 
 def _optimizer_params(config: DsslConfig) -> dict[str, float]:
@@ -408,6 +419,9 @@ def _evaluate(config: DsslConfig, job: DsslJob, prober: Prober, init: Tensor,
             "local_steps": config.local_steps, "local_epochs": config.local_epochs}
 
 
-def resume(out: str | Path, progress: bool | None = None) -> dict[str, Any]:
-    """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    return run(recorded_settings(DsslConfig, out), out, progress=progress, resume=True)
+def resume(out: str | Path, progress: bool | None = None, force: bool = False
+           ) -> dict[str, Any]:
+    """Continue the run in `out` from its last checkpoint, with its own settings and data
+    (`force`: even if its config.yaml was edited since)."""
+    return run(recorded_settings(DsslConfig, out, force), out, progress=progress,
+               resume=True)

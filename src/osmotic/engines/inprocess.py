@@ -19,7 +19,7 @@ def auto_threads(work: int | None = None) -> int:
     """The `threads: 0` (auto) choice: the cores this process may use that other processes
     leave idle (`busy_elsewhere`; at least one) when a step's largest tensor (`work` elements;
     None: large) spans several grains and idle OpenMP threads sleep (`OMP_WAIT_POLICY=PASSIVE`,
-    which importing osmotic before torch sets); else one thread. With spinning threads, a busy
+    which the `osmotic` command sets before torch loads); else one thread. With spinning threads, a busy
     2-core machine ran two threads 7-20x slower than one; with sleeping ones, no faster than
     one (each step waits for the slower thread's core)."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"

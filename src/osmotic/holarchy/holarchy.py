@@ -101,10 +101,14 @@ class Holarchy:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, where: str = "holarchy") -> Holarchy:
+        looped = _alias_loop(data)
+        if looped is not None:
+            raise HolarchyError(f"{where}: cycle: {looped} contains itself (through a YAML "
+                                "alias)")
         try:
             spec = HolarchySpec.model_validate(data)
         except ValidationError as e:
-            raise HolarchyError(one_line(e, where)) from None
+            raise HolarchyError(_short(one_line(e, where))) from None
         roots = spec.holarchy if isinstance(spec.holarchy, list) else [spec.holarchy]
         if len(roots) != 1:
             ids = ", ".join(r.id for r in roots) or "none"
@@ -120,11 +124,18 @@ class Holarchy:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Holarchy:
+        """The holarchy of a YAML file; every error is one line naming the file."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such holarchy file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise HolarchyError(f"{path}: cannot read ({reason})") from None
         except yaml.YAMLError as e:
-            raise HolarchyError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raise HolarchyError(_short(f"{path}: not valid YAML: "
+                                       f"{str(e).splitlines()[0]}")) from None
         return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +263,9 @@ def _flatten(spec: HolonSpec | str, path: tuple[str, ...], seen: set[str], out: 
              where: str) -> None:
     """Depth-first walk of the nested spec, catching cycles and repeated ids as it goes."""
     node = HolonSpec(id=spec) if isinstance(spec, str) else spec
+    if not node.members and "members" in node.model_fields_set:  # else a terminal, by intent
+        raise HolarchyError(f"{where}: holon {node.id}: `members: []` lists no member; list "
+                            "them, or drop `members:` to make it a terminal")
     if node.id in path:
         raise HolarchyError(f"{where}: cycle: holon {node.id} contains itself "
                             f"({' > '.join((*path, node.id))})")
@@ -262,3 +276,29 @@ def _flatten(spec: HolonSpec | str, path: tuple[str, ...], seen: set[str], out: 
                      node.aggregates, node.weight))
     for m in node.members:
         _flatten(m, (*path, node.id), seen, out, where)
+
+
+def _alias_loop(data: Any) -> str | None:
+    """The holon (or list) that contains itself through a YAML alias (`&a ... *a`), which
+    pydantic would report with the whole looped structure; None when there is none. Shared,
+    finished parts are walked once."""
+    done: set[int] = set()
+
+    def walk(node: Any, open_: tuple[int, ...]) -> str | None:
+        if not isinstance(node, dict | list) or id(node) in done:
+            return None
+        if id(node) in open_:
+            return f"holon {node.get('id')}" if isinstance(node, dict) else "a members list"
+        for child in node.values() if isinstance(node, dict) else node:
+            found = walk(child, (*open_, id(node)))
+            if found is not None:
+                return found
+        done.add(id(node))
+        return None
+
+    return walk(data, ())
+
+
+def _short(message: str, limit: int = 300) -> str:
+    """An error at most `limit` characters long (a quoted holarchy can be long)."""
+    return message if len(message) <= limit else message[:limit - 3] + "..."

@@ -27,8 +27,8 @@ def run_on_data(kind: type[S], train: Callable[..., dict[str, Any]], config: S |
     """`train(config, out, dataset, progress, log=..., in_memory=...)` on the settings of an
     API call (`config` with keyword `settings` on top) and its data: a `data:` entry becomes
     the `data` setting; a `Dataset` or arrays (checked and standardised like files, with a
-    stratified hold-out of `holdout` when `test=(x, y)` is not given) are used as they are and
-    recorded as given in memory."""
+    stratified hold-out of `holdout` when `test=(x, y)` is not given; `pool_size` applies) are
+    used as they are and recorded as given in memory."""
     loggers = split_log(log, settings)
     if isinstance(data, str | dict):
         settings["data"], data = data, None
@@ -37,6 +37,8 @@ def run_on_data(kind: type[S], train: Callable[..., dict[str, Any]], config: S |
         raise ValueError("test=(x, y) goes with data=(x, y); a Dataset brings its own test set")
     dataset = Dataset.from_arrays(*data, test, holdout=base.holdout, seed=base.seed) \
         if isinstance(data, tuple) else data
+    if dataset is not None and base.pool_size is not None:  # as for data the settings name
+        dataset = dataset.pool_subset(base.pool_size, base.seed)
     summary = train(base, out if out is not None else default_out(base), dataset, progress,
                     log=loggers, in_memory=dataset is not None)
     return RunResult.from_dir(summary["run_dir"])

@@ -35,7 +35,8 @@ def add_commands(subparsers: Any) -> None:
                      "(default 1)")
     rep.add_argument("--mnist-dir", help="IDX folder (its t10k files become the test set)")
     rep.add_argument("--seed", type=int)
-    rep.add_argument("--out", help="run directory (default: runs/holonic/<name>)")
+    rep.add_argument("--out", help="run directory (default: runs/holonic/<structure>-"
+                     "<distribution>; with --grid, runs/holonic/grid)")
     rep.add_argument("--json", action="store_true", help="print summary.json as the last line")
     add_config_options(rep, EngineSettings)
     rep.set_defaults(func=_reproduce)
@@ -62,7 +63,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         from osmotic.holonic.grid import run_grid
 
         out = Path(args.out or "runs/holonic/grid")
-        summaries = run_grid(HolonicConfig(structure="2L").with_overrides(**overrides), out)
+        base = HolonicConfig.validated({"structure": "2L", **_given(overrides)}, "options")
+        summaries = run_grid(base, out)
         print(json.dumps({"grid": str(out), "runs": summaries}) if args.json
               else f"grid written to {out} (comparison.md, grid-*.png)")
         return 0
@@ -70,9 +72,16 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise InputError("reproduce needs --structure and --distribution (or --grid)")
     from osmotic.holonic.api import run
 
-    config = HolonicConfig(structure=args.structure, distribution=args.distribution)
-    result = run(config.with_overrides(**overrides), out=args.out)
+    config = HolonicConfig.validated({"structure": args.structure,
+                                      "distribution": args.distribution, **_given(overrides)},
+                                     "options")
+    result = run(config, out=args.out)
     return report(result, args.json, describe)
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given (argparse leaves the others None)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _draw(args: argparse.Namespace) -> int:

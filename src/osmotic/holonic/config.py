@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
-from osmotic.models import data_arguments, resolve_model
+from osmotic.models import data_arguments, locate_model, resolve_model
 from osmotic.settings import EngineSettings
 
 
@@ -21,6 +21,7 @@ class HolonicConfig(EngineSettings):
     """Every setting of a holonic run."""
 
     mode: ClassVar[str] = "holonic"
+    alternatives: ClassVar[tuple[tuple[str, str], ...]] = (("structure", "holarchy"),)
     recorded: ClassVar[tuple[str, ...]] = ("resolved_holarchy", "data_source", "data_in_memory")
 
     structure: Literal["1P", "2L", "3L", "4L"] | None = Field(
@@ -63,6 +64,14 @@ class HolonicConfig(EngineSettings):
         """`data: digits` for `data: {format: digits}`."""
         return {"format": v} if isinstance(v, str) else v
 
+    @field_validator("model")
+    @classmethod
+    def _located(cls, v: str | None) -> str | None:
+        """A model module found only in the working directory recorded as its absolute file
+        (`locate_model`), so a resume from elsewhere finds it; `_checks` then refuses what
+        is not a model."""
+        return None if v is None else locate_model(v)
+
     @model_validator(mode="after")
     def _checks(self) -> HolonicConfig:
         if (self.structure is None) == (self.holarchy is None):
@@ -98,9 +107,11 @@ class HolonicConfig(EngineSettings):
 
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """A relative `holarchy` file, and the data files, taken from the config's folder
-        (recorded absolute, for resume)."""
+        """A relative `holarchy` file, the data files and a `model` module beside the config
+        taken from the config's folder (recorded absolute, for resume)."""
         data = paths_from(data, folder)
+        if isinstance(data.get("model"), str):
+            data["model"] = locate_model(data["model"], folder)
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():
             data["holarchy"] = str(folder / data["holarchy"])
         return data

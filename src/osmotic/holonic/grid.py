@@ -51,7 +51,7 @@ def write_comparison(out: Path, summaries: list[dict[str, Any]]) -> None:
     write_json(out / "comparison.json", summaries)
     (out / "comparison.md").write_text(comparison_table(summaries))
     for dist in dict.fromkeys(s["distribution"] for s in summaries):
-        curves = {s["structure"]: RunDir(s["run_dir"], fresh=False).read_metrics()
+        curves = {s["structure"]: RunDir(s["run_dir"]).read_metrics()
                   for s in summaries if s["distribution"] == dist}
         plot_comparison(curves, out / f"grid-{dist}.png",
                         f"MNIST {dist}: mean over the 10 terminals")

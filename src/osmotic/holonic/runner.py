@@ -31,7 +31,7 @@ from osmotic.holonic.plots import plot_curves
 from osmotic.models import make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
-from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.modelcheck import check_batched
 from osmotic.runtime.session import Session, recorded_settings
 
@@ -77,6 +77,8 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
     session = Session.open(config, out, resume=resume, record={
         "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
         "data_in_memory": in_memory})
+    if session.finished is not None:
+        return session.finished.summary
     rd = session.dir
     if not resume:
         partitions.record(labels, parts, terminals, rd.path, rd.plots,
@@ -114,13 +116,15 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                "model": config.model_name(data.input_shape),
                "input_shape": list(data.input_shape), "classes": data.classes,
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
-    session.finish(summary)
-    return summary
+    return session.finish(summary).summary
 
 
-def resume(out: str | Path, progress: bool | None = None) -> dict[str, Any]:
-    """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    return run(recorded_settings(HolonicConfig, out), out, progress=progress, resume=True)
+def resume(out: str | Path, progress: bool | None = None, force: bool = False
+           ) -> dict[str, Any]:
+    """Continue the run in `out` from its last checkpoint, with its own settings and data
+    (`force`: even if its config.yaml was edited since)."""
+    return run(recorded_settings(HolonicConfig, out, force), out, progress=progress,
+               resume=True)
 
 
 class HolonicJob:
@@ -156,6 +160,7 @@ class HolonicJob:
         trained, reported = self.participation.draw(round_)
         everyone = self.participation.everyone
         loss, flat = self.engine.train(self.config.local_epochs, None if everyone else trained)
+        check_finite(loss.tolist(), self.terminals, trained, flat)
         models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported)
         self.engine.load_flat(models.numpy())
         t1 = time.perf_counter()

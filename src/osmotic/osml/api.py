@@ -61,10 +61,12 @@ def run(config: OsmlConfig | str | Path | None = None, *,
     return RunResult.from_dir(done.dir.path)
 
 
-def resume(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
+def resume(run_dir: str | Path, *, progress: bool | None = None, force: bool = False
+           ) -> RunResult:
     """Continue an interrupted OSM-L run from its last checkpoint, with its own settings and
-    data; ends with the numbers the uninterrupted run would have produced."""
-    return RunResult.from_dir(ex.resume(run_dir, progress).dir.path)
+    data; ends with the numbers the uninterrupted run would have produced. `force`: resume even
+    if its config.yaml was edited since its last checkpoint."""
+    return RunResult.from_dir(ex.resume(run_dir, progress, force).dir.path)
 
 
 MODE = Mode("osml", HELP, OsmlConfig, run, resume, describe)

@@ -154,12 +154,34 @@ def _sizes(text: str) -> list[int]:
 
 
 def _score(args: argparse.Namespace) -> int:
-    """ARI, exact match, intruders and training time of one run against a scenario's truth."""
-    summary, truth = (_read_json(path) for path in (args.run_dir / "summary.json", args.truth))
+    """ARI, exact match, intruders and training time of one run against a scenario's truth.
+    Both files may be hand-made or from another mode: a missing key is one line naming the
+    file and the key, not a KeyError."""
+    def require(path: Path, data: Any, keys: dict[str, tuple[type, ...]],
+                prefix: str = "") -> None:
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: {prefix.rstrip('.') or 'the file'}: expected a mapping "
+                             f"with keys {', '.join(keys)}")
+        for key, kinds in keys.items():
+            if key not in data:
+                raise InputError(f"{path}: {prefix}{key}: missing")
+            if not isinstance(data[key], kinds) or isinstance(data[key], bool):
+                raise InputError(f"{path}: {prefix}{key}: expected "
+                                 f"{' or '.join(k.__name__ for k in kinds)}, got "
+                                 f"{data[key]!r:.60}")
+
+    summary_file = args.run_dir / "summary.json"
+    summary, truth = _read_json(summary_file), _read_json(args.truth)
+    require(summary_file, summary, {"subcontexts": (list,), "agents": (list,),
+                                    "train_seconds": (int, float)})
+    require(args.truth, truth, {"agents": (dict, list), "groups": (list,), "loners": (list,),
+                                "noise": (list,)})
+    for i, group in enumerate(summary["subcontexts"]):
+        require(summary_file, group, {"agents": (list,)}, f"subcontexts[{i}].")
     found = [g["agents"] for g in summary["subcontexts"]]
     try:
         scores = against_truth(found, summary["agents"], truth)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # an agent outside the truth, a group not of ids
         raise InputError(f"{args.truth}: {e}") from None
     scores["train_seconds"] = summary["train_seconds"]
     if args.json:
@@ -194,8 +216,13 @@ def _demo(args: argparse.Namespace) -> int:
     from osmotic.osml import experiments as ex
 
     sources: dict[str, Path | None] = {"generated": None}
-    if ex.PAPER_DATA.is_dir():
-        sources["paper"] = ex.PAPER_DATA
+    paper, looked = ex.paper_data()
+    if paper is not None:
+        sources["paper"] = paper
+        print(f"paper data: {paper}")
+    else:
+        print(f"paper data not found (looked in {', '.join(map(str, looked))}); generated "
+              "data only")
     rows = []
     for label, data_dir in sources.items():
         for name in ex.EXPERIMENTS:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from osmotic.models import resolve_model
+from osmotic.models import locate_model, resolve_model
 from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import EngineSettings
 
@@ -28,6 +28,7 @@ class OsmlConfig(EngineSettings):
     """
 
     mode: ClassVar[str] = "osml"
+    recorded: ClassVar[tuple[str, ...]] = ("data_in_memory",)
 
     data: dict[str, Any] | None = Field(None, description="where the series come from: "
                                         "{train: CSV, test: CSV} in the paper's layout, or "
@@ -76,6 +77,15 @@ class OsmlConfig(EngineSettings):
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
     seed: int = Field(0, ge=0)
+
+    @field_validator("encoder")
+    @classmethod
+    def _located(cls, v: str) -> str:
+        """An encoder module found only in the working directory recorded as its absolute file
+        (`locate_model`), so a resume from elsewhere finds it; `_known_strategy` then refuses
+        what is not a model."""
+        return locate_model(v)
+
     @model_validator(mode="after")
     def _known_strategy(self) -> OsmlConfig:
         if self.strategy not in STRATEGIES:
@@ -85,7 +95,10 @@ class OsmlConfig(EngineSettings):
 
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """The `data:` section's CSV paths from the file's folder, recorded absolute."""
+        """The `data:` section's CSV paths, and an `encoder` module beside the file, from the
+        file's folder, recorded absolute."""
+        if isinstance(data.get("encoder"), str):
+            data = {**data, "encoder": locate_model(data["encoder"], folder)}
         section = data.get("data")
         if isinstance(section, dict) and {"train", "test"} <= set(section):
             data = {**data, "data": {**section, **{k: str((folder / section[k]).resolve())

@@ -32,15 +32,30 @@ from osmotic.osml.agent import encoder_builder
 from osmotic.osml.config import OsmlConfig
 from osmotic.osml.trainer import OsmlResult, train_osml
 from osmotic.report.rundir import RunDir, write_json
-from osmotic.runtime.lifecycle import Logger, resumable
+from osmotic.runtime.lifecycle import Logger
 from osmotic.runtime.modelcheck import check_batched
-from osmotic.runtime.session import Session
+from osmotic.runtime.session import Session, recorded_settings
 from osmotic.runtime.strategies import STRATEGIES, make_strategy
+from osmotic.settings import InputError
 
 Context = Literal["simple", "complex"]
 RUNS_ROOT = Path("runs/osml")
-PAPER_DATA = Path("../shared/data/osml-paper")
-"""Where the paper's CSV files live in this workspace, relative to the repository root."""
+PAPER_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "osml-paper"
+"""Where the paper's CSV files live in this workspace: `../shared/data/osml-paper` from the
+repository root (the parent of src/), wherever the command runs from."""
+
+
+def paper_data() -> tuple[Path | None, list[Path]]:
+    """The folder holding the paper's files (`<context>-context/{train,test}_data.csv` for
+    both contexts), found beside the project (`PAPER_DATA`) or from the working directory
+    (`../shared/data/osml-paper`), and the folders looked in."""
+    looked = list(dict.fromkeys(p.resolve() for p in (
+        PAPER_DATA, Path.cwd().parent / "shared" / "data" / "osml-paper")))
+    for folder in looked:
+        if all((folder / f"{c}-context" / f"{s}_data.csv").is_file()
+               for c in ("simple", "complex") for s in ("train", "test")):
+            return folder, looked
+    return None, looked
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,8 @@ class Run:
     """A finished run: where it was written and what it produced."""
 
     dir: RunDir
-    result: OsmlResult
+    result: OsmlResult | None
+    """None for a run read back (it had finished before)."""
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -154,7 +170,11 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
         train, test = select(train, config.agents), select(test, config.agents)
     check_strategy_params(config)
     check_encoder(config, train)
-    session = Session.open(config, out, resume=resume, record={"data": dict(source or {})})
+    record = dict(source or {})
+    session = Session.open(config, out, resume=resume,
+                           record={"data": record, "data_in_memory": "memory" in record})
+    if session.finished is not None:
+        return Run(RunDir(session.finished.run_dir), None)
     rd = session.dir
     result = train_osml(config, train, test, session=session, progress=progress, log=log)
     write_json(rd.file("clusterings.json"),
@@ -165,12 +185,12 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
     return Run(rd, result)
 
 
-def resume(out: str | Path, progress: bool | None = None) -> Run:
+def resume(out: str | Path, progress: bool | None = None, force: bool = False) -> Run:
     """Continue the run in `out` from its last checkpoint, with its own settings and data."""
-    config_file = resumable(out) / "config.yaml"
-    config = OsmlConfig.from_yaml(config_file)
+    config = recorded_settings(OsmlConfig, out, force)
     if not config.data:
-        raise ValueError(f"{config_file}: no data section; cannot reload the run's data")
+        raise InputError(f"{Path(out) / 'config.yaml'}: no data section; cannot reload the "
+                         "run's data")
     source = source_from_record(config.data)
     train, test = source.load(config.window)
     return run(config, train, test, out, source=config.data, progress=progress, resume=True)

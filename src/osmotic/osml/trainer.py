@@ -15,7 +15,7 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
-from osmotic.runtime.lifecycle import Logger
+from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import make_strategy
 
@@ -174,6 +174,7 @@ class OsmlJob:
             E, _ = self.engine.embed("train", start, stop, train=True)
             loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
             bar.advance(self._batch_task)
+        check_finite(loss.tolist(), self.ids)
         trim_heap()  # evaluation and clustering: not on top of what training keeps
         cluster_seconds = 0.0  # of the training seconds: embedding the windows and grouping
         if epoch % self.config.cluster_every == 0:

@@ -20,5 +20,5 @@ class RunResult:
     @classmethod
     def from_dir(cls, run_dir: str | Path) -> RunResult:
         """Read a finished run back from its directory (as written, NaN as None)."""
-        rd = RunDir(run_dir, fresh=False)
+        rd = RunDir(run_dir)
         return cls(rd.read_summary(), rd.read_metrics(), rd.path)

@@ -4,27 +4,38 @@ Layout (every mode): `config.yaml` (the resolved settings), `metrics.jsonl` (one
 epoch or round, appended as the run goes so nothing is lost to a crash), `summary.json` (the
 final numbers, stable keys), plus mode-specific arrays and PNG plots.
 
-A directory that already holds a `summary.json` is never overwritten: a new run goes beside it
-(`name-1`, `name-2`, ...) and says so.
+Nothing is lost: a new run claims only an empty or absent folder (`claim`), or one that holds
+an identical finished run (read back, not run again); anything else is refused with one line
+saying what to do, and `overwrite` removes only the files a run writes. A lock file stops two
+processes writing one folder. `config.yaml`, `summary.json` and checkpoints are written
+atomically (a temporary file, fsync, rename), so a crash at any moment leaves the last good
+version readable.
 """
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import math
 import os
-import sys
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import ValidationError
 
-from osmotic.settings import Settings
+from osmotic.settings import InputError, Settings
 
 CHECKPOINT = "checkpoint.safetensors"
 """The run's last checkpoint, inside its directory (written by `runtime.lifecycle`)."""
+LOCK = ".osmotic.lock"
+"""Held (flock) by the process writing the run; gone when it finishes."""
+RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.jsonl.tmp", "summary.json", CHECKPOINT,
+             f"{CHECKPOINT}.tmp", "clusterings.json", "embeddings.safetensors",
+             "partition.json", "traffic.json", LOCK)
+RUN_FOLDERS = ("plots", "models", "tensorboard")
+"""What runs write: all that `overwrite` may remove, and all that marks a folder as a run's."""
 
 
 def _jsonable(x: Any) -> Any:
@@ -42,11 +53,20 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` so that `path` holds either its old content or all of the new: a temporary
+    file beside it, flushed to disk, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (`write_atomic`), NaN and infinities as null."""
+    write_atomic(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
 def siblings(path: Path) -> Iterator[Path]:
@@ -56,15 +76,10 @@ def siblings(path: Path) -> Iterator[Path]:
 
 
 class RunDir:
-    """The output folder of one run."""
+    """The output folder of one run (created if absent)."""
 
-    def __init__(self, path: str | Path, *, fresh: bool = True):
-        path = Path(path)
-        if fresh and (path / "summary.json").exists():
-            base = path
-            path = next(p for p in siblings(base) if not p.exists())
-            print(f"{base} already holds results; writing this run to {path}", file=sys.stderr)
-        self.path = path
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.plots = self.path / "plots"
         self.plots.mkdir(exist_ok=True)
@@ -73,7 +88,7 @@ class RunDir:
         return self.path / name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        self.file("config.yaml").write_text(yaml.safe_dump(_jsonable(config), sort_keys=False))
+        write_atomic(self.file("config.yaml"), yaml.safe_dump(_jsonable(config), sort_keys=False))
 
     def reset_metrics(self) -> None:
         self.file("metrics.jsonl").write_text("")
@@ -108,9 +123,11 @@ def run_state(settings: Settings, run_dir: str | Path) -> RunState:
     unreadable, or other settings: start afresh). What a grid needs to resume where it
     stopped."""
     rd = Path(run_dir)
-    try:
-        same = (rd / "config.yaml").is_file() and settings.same_experiment(settings.from_run(rd))
-    except (ValidationError, yaml.YAMLError, TypeError):
+    kind = type(settings)
+    try:  # both as recorded: paths absolute; a run given its data in memory is never the same
+        same = (rd / "config.yaml").is_file() and kind.model_validate(
+            settings.recorded_form()).same_experiment(kind.from_yaml(rd / "config.yaml"))
+    except ValueError:
         same = False
     if not same:
         return "new"
@@ -127,4 +144,78 @@ def find_run(settings: Settings, run_dir: str | Path) -> tuple[Path, RunState]:
     # the first sibling that is free (None) or holds this experiment (not "new")
     states = ((p, run_state(settings, p) if p.exists() else None) for p in siblings(Path(run_dir)))
     return next((p, state or "new") for p, state in states if state != "new")
+
+
+def run_files(folder: Path) -> list[str]:
+    """The names in `folder` that runs write."""
+    return sorted(p.name for p in folder.iterdir() if p.name in RUN_FILES + RUN_FOLDERS)
+
+
+def claim(settings: Settings, folder: str | Path, *, overwrite: bool = False
+          ) -> Literal["new", "finished"]:
+    """May a new run of `settings` write into `folder`? "new": yes (absent, empty, or emptied
+    of what runs write, with `overwrite`); "finished": it holds this experiment, finished (read
+    it back). Anything else is refused with one line naming the folder and what to do: an
+    unfinished run is resumed, not overwritten; a folder of the user's own files is left
+    alone."""
+    folder = Path(folder)
+    if not folder.exists():
+        return "new"
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder; choose another --out")
+    present = {p.name for p in folder.iterdir()}
+    if not present:
+        return "new"
+    ours = run_files(folder)
+    if not overwrite:
+        state = run_state(settings, folder)
+        if state == "finished":
+            return "finished"
+        if state == "interrupted":
+            raise InputError(f"{folder}: holds an unfinished run; continue it with: osmotic "
+                             f"resume {folder} (or choose another --out, or --overwrite)")
+        what = "another run" if {"summary.json", "metrics.jsonl", CHECKPOINT} & present \
+            else "files of its own"
+        raise InputError(f"{folder}: holds {what} ({', '.join(sorted(present)[:4])}); choose "
+                         "another --out" + (", or --overwrite to replace it"
+                                            if what == "another run" else ""))
+    if not {"summary.json", "metrics.jsonl", CHECKPOINT} & present:
+        raise InputError(f"{folder}: holds no run to overwrite ({', '.join(sorted(present)[:4])}"
+                         "); choose another --out")
+    with Lock(folder):  # not while another process writes it
+        for name in ours:
+            target = folder / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return "new"
+
+
+class Lock:
+    """An exclusive lock on a run folder (flock on `LOCK`), so two processes never write one
+    run; released on `release()`, on leaving a `with` block, or when the process ends."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK
+        self.fd: int | None = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise InputError(f"{folder}: another run is writing here now; wait for it or "
+                             "choose another --out") from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
 

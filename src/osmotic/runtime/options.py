@@ -78,8 +78,8 @@ def add_run_command(sub: Any, kind: type[Settings], *, help: str,
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, help="run directory (a finished run is never "
-                        "overwritten: a new one goes beside it)")
+    parser.add_argument("--out", type=Path, help="run directory, absent or empty (one that "
+                        "holds this run, finished, is read back; any other is refused)")
     parser.add_argument("--json", action="store_true", help="print summary.json as the last "
                         "line")
 

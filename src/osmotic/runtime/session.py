@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +24,21 @@ from typing import Any, TypeVar
 from osmotic.engines.inprocess import cpu_threads
 from osmotic.models import register_model
 from osmotic.report.result import RunResult
-from osmotic.report.rundir import RunDir
+from osmotic.report.rundir import CHECKPOINT, Lock, RunDir, claim
 from osmotic.report.tensorboard import live_loggers
-from osmotic.runtime.lifecycle import Job, Lifecycle, Logger, Row, as_loggers, resumable
-from osmotic.settings import EngineSettings, InputError, Settings, read_mapping
+from osmotic.runtime.checkpoint import checkpoint_meta
+from osmotic.runtime.lifecycle import (
+    Diverged,
+    Job,
+    Lifecycle,
+    Logger,
+    Row,
+    RunFailed,
+    as_loggers,
+    fingerprint,
+    resumable,
+)
+from osmotic.settings import EngineSettings, InputError, Settings
 
 S = TypeVar("S", bound=Settings)
 J = TypeVar("J", bound=Job)
@@ -55,21 +67,37 @@ class Session:
     loggers, engine and lifecycle; see the module docstring."""
 
     def __init__(self, config: EngineSettings, run_dir: RunDir | None = None, *,
-                 resume: bool = False):
-        self.config, self.dir, self.resume = config, run_dir, resume
+                 resume: bool = False, lock: Lock | None = None):
+        self.config, self.dir, self.resume, self.lock = config, run_dir, resume, lock
+        self.finished: RunResult | None = None
+        """Set when `out` already held this experiment, finished: nothing is to be run."""
 
     @classmethod
     def open(cls, config: EngineSettings, out: str | Path, *, resume: bool = False,
              record: Mapping[str, Any] | None = None) -> Session:
-        """A session writing into `out`; a new run records its settings in config.yaml (the
-        mode, every setting, and `record`: descriptions such as the data source), a resumed
-        one needs an unfinished run with a checkpoint there."""
+        """A session writing into `out`, locked against other processes. A new run claims the
+        folder (`report.rundir.claim`: absent or empty, or emptied with `overwrite`; a folder
+        holding this experiment finished gives a session whose `finished` is set and that
+        writes nothing) and records its settings in config.yaml (the mode, every setting, and
+        `record`: descriptions such as the data source); a resumed one needs an unfinished run
+        with a checkpoint there."""
+        out = Path(out)
         if resume:
             resumable(out)
-        rd = RunDir(out, fresh=not resume)
-        if not resume:
-            rd.write_config({"mode": config.mode, **config.model_dump(), **(record or {})})
-        return cls(config, rd, resume=resume)
+            return cls(config, RunDir(out), resume=True, lock=Lock(out))
+        if claim(config, out, overwrite=config.overwrite) == "finished":
+            session = cls(config)
+            session.finished = RunResult.from_dir(out)
+            print(f"{out} already holds this run, finished; reading it back", file=sys.stderr)
+            return session
+        try:
+            rd = RunDir(out)
+            lock = Lock(rd.path)
+            rd.write_config({"mode": config.mode, **config.recorded_form(), **(record or {})})
+        except OSError as e:
+            raise InputError(f"{e.filename or out}: cannot write the run directory "
+                             f"({e.strerror})") from None
+        return cls(config, rd, lock=lock)
 
     @contextmanager
     def computing(self, log: Logger | Sequence[Logger] | None = None,
@@ -91,32 +119,50 @@ class Session:
             running = engine()
             try:
                 made = job(running)
-                rows = Lifecycle(made, total=total, unit=unit, run_dir=self.dir,
+                life = Lifecycle(made, total=total, unit=unit, run_dir=self.dir,
                                  checkpoint_every=checkpoint_every,
                                  restart_failed=self.config.restart_failed, label=label,
-                                 loggers=loggers).run(self.resume, progress)
-                return finish(made, rows)
+                                 loggers=loggers)
+                try:
+                    rows = life.run(self.resume, progress)
+                    try:
+                        return finish(made, rows)
+                    except Diverged as e:  # evaluating the trained models
+                        raise life.diverged_after(e) from None
+                except Diverged as e:
+                    if self.dir is not None:  # what a reader of the folder must see first
+                        self.dir.write_summary({"status": "diverged", "error": str(e),
+                                                "agents": e.agents})
+                    raise
             finally:
                 shutdown = getattr(running, "shutdown", None)
                 if shutdown is not None:
                     shutdown()
 
     def finish(self, summary: dict[str, Any]) -> RunResult:
-        """Write summary.json (last: it marks the run finished) and read the run back."""
+        """Write summary.json (last: it marks the run finished, `status: finished`), let go of
+        the folder and read the run back."""
         assert self.dir is not None, "a session without a run directory writes no summary"
-        self.dir.write_summary(summary)
+        try:
+            self.dir.write_summary({"status": "finished", **summary})
+        except OSError as e:
+            raise RunFailed(f"{self.dir.file('summary.json')}: cannot write ({e.strerror}); "
+                            "the last checkpoint is intact") from None
+        if self.lock is not None:
+            self.lock.release()
         return RunResult.from_dir(self.dir.path)
 
 
-def recorded_settings(kind: type[S], run_dir: str | Path) -> S:
+def recorded_settings(kind: type[S], run_dir: str | Path, force: bool = False) -> S:
     """The settings an unfinished run in `run_dir` recorded, to resume it; one line when it
-    has finished, has no checkpoint, or was given its data in memory (which only the caller
-    who holds them can give again)."""
+    has finished, has no checkpoint, was given its data in memory (which only the caller who
+    holds them can give again), or when its config.yaml was edited since the checkpoint was
+    written (unless `force`: a resume runs the settings and code it names)."""
     config = resumable(run_dir) / "config.yaml"
-    if read_mapping(config, InputError).get("data_in_memory"):
-        raise InputError(f"{run_dir}: this run's data were given in memory; resume it from "
-                         f"Python with the same data: osmotic.{kind.mode}.runner.run(config, "
-                         "out, data, resume=True)")
+    recorded = checkpoint_meta(Path(run_dir) / CHECKPOINT).get("config_sha256")
+    if recorded is not None and recorded != fingerprint(config) and not force:
+        raise InputError(f"{config}: edited since the run's last checkpoint; resume with "
+                         "--force (force=True) to run it as it is now")
     return kind.from_yaml(config)
 
 
@@ -135,8 +181,7 @@ def configure(kind: type[S], config: S | str | Path | None, settings: dict[str, 
                 register_model(settings[key], value)
     if isinstance(config, str | Path):
         config = kind.from_yaml(config)
-    base = {} if config is None else config.merged({})
-    return kind.validated({**base, **settings}, "settings")
+    return kind.validated(settings if config is None else config.merged(settings), "settings")
 
 
 def split_log(log: Any, settings: dict[str, Any]) -> list[Logger]:
