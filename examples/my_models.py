@@ -1,5 +1,6 @@
-"""A model of your own, for `model: my_models:TabularNet` (the folder of this file must be on
-the Python path; `python examples/<script>.py` puts it there).
+"""A model of your own, for `model: my_models:TabularNet`: a config file in this folder finds it;
+from Python, the script's folder must be on the path (`python examples/<script>.py` puts it
+there).
 
 Any `nn.Module` works if its forward uses tensor operations only (no `.item()`, no Python `if`
 on tensor values, no `nn.Dropout`: `torch.func.vmap` batches it over agents, and the run checks

@@ -185,7 +185,8 @@ def test_reproduce_reads_the_paper_layout(capsys: Capsys, cwd: Path,
 
 def test_demo_runs_the_three_presets(capsys: Capsys, cwd: Path, tiny_context: Callable,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """No ../shared/data/osml-paper from the test's folder: generated (here: tiny) data only."""
+    """No paper files to be found: generated (here: tiny) data only."""
+    monkeypatch.setattr(experiments, "PAPER_DATA", cwd / "no-paper-data")
     monkeypatch.setattr(experiments, "generate_context", tiny_context)
     assert main(["demo", "--out", "demo", "--epochs", "1"]) == 0
     out = capsys.readouterr().out

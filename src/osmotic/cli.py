@@ -11,8 +11,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from osmotic import __version__
+from osmotic.settings import InputError
 
 EXIT = {"done": 0, "failed": 1, "input": 2, "interrupted": 130}
 """0 done; 1 the run failed (it diverged, lost agents without restart, or could not write its
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from osmotic import modes
     from osmotic.runtime.options import add_output_options
 
-    parser = argparse.ArgumentParser(prog="osmotic", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="osmotic", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"osmotic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the settings of a YAML file (its `mode:` says which "
@@ -43,8 +45,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "config.yaml was edited since its last checkpoint")
     resume.set_defaults(func=_resume)
     modes.add_commands(sub)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except InputError as e:
+        return _error(e, "input")
     return _one_line(args.func, args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line and exit 2, like every other input error, not a usage
+    block (`--help` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _one_line(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
@@ -69,7 +82,9 @@ def _one_line(command: Callable[[argparse.Namespace], int | None], args: argpars
 
 
 def _error(message: object, kind: str) -> int:
-    print(f"osmotic: error: {message}", file=sys.stderr)
+    """One line of at most 300 characters, whatever the message quotes."""
+    text = " ".join(str(message).split())
+    print(f"osmotic: error: {text if len(text) <= 284 else text[:281] + '...'}", file=sys.stderr)
     return EXIT[kind]
 
 

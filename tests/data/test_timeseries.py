@@ -148,3 +148,33 @@ def test_reads_the_papers_files(
     assert [a.shape[1] for a in train.values()] == features
     assert {a.shape[0] for a in train.values()} == {steps[0]}
     assert {a.shape[0] for a in test.values()} == {steps[1]}
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path: Path) -> None:
+    write_csv(tmp_path / "plain.csv", _series())
+    text = (tmp_path / "plain.csv").read_text()
+    (tmp_path / "bom.csv").write_text(text, encoding="utf-8-sig")
+    assert (tmp_path / "bom.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    got, want = read_csv(tmp_path / "bom.csv"), read_csv(tmp_path / "plain.csv")
+    assert list(got) == list(want) == ["0", "M1", "4"]
+
+
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_bytes(b"Agent0[0]\n\xff\xfe\x00")
+    with pytest.raises(DataError, match=f"{tmp_path / 'bad.csv'}: not a readable CSV file "
+                       "\\(.*utf-8"):
+        read_csv(tmp_path / "bad.csv")
+    with pytest.raises(DataError, match=f"{tmp_path}: not a readable CSV file"):
+        read_csv(tmp_path)  # a folder
+
+
+def test_one_agent_is_refused(tmp_path: Path) -> None:
+    """With one agent there is nothing to align, and its scores would be the mean of nothing
+    (NumPy's "Mean of empty slice" warning on the terminal)."""
+    one = {"0": np.zeros((20, 1))}
+    write_csv(tmp_path / "train.csv", one)
+    write_csv(tmp_path / "test.csv", one)
+    with pytest.raises(DataError, match=r"train\.csv: 1 agent \(0\); OSM-L needs at least two"):
+        load_pair(tmp_path / "train.csv", tmp_path / "test.csv", window=5)
+    with pytest.raises(DataError, match=r"agents: 1 agent \(M1\); OSM-L needs at least two"):
+        select(_series(), ["M1"])

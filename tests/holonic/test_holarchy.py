@@ -22,7 +22,7 @@ edges: [[A, B], [0, 1]]
 
 def load(text: str, tmp_path: Path) -> Holarchy:
     f = tmp_path / "h.yaml"
-    f.write_text(text)
+    f.write_bytes(text.encode("utf-8", "surrogateescape"))  # "\udcff": the byte 0xff
     return Holarchy.from_yaml(f)
 
 
@@ -60,6 +60,13 @@ RULES = {
     "every terminal reachable": (("holarchy: {id: R, aggregates: false, members: [0, 1, 2]}\n"
                                   "edges: [[0, 1]]"), "terminal 2 is unreachable"),
     "valid YAML": ("holarchy: {id: R, members: [0", "not valid YAML"),
+    "no empty members": ("holarchy: {id: R, members: []}",
+                         "holon R: `members: []` lists no member; list them, or drop"),
+    "no empty members below": ("holarchy: {id: R, members: [0, {id: A, members: []}]}",
+                               "holon A: `members: []`"),
+    "no cycles through an alias": ("holarchy: &r {id: R, members: [0, *r]}",
+                                   "cycle: holon R contains itself (through a YAML alias)"),
+    "readable": ("\udcff", "cannot read (not UTF-8 text)"),
 }
 
 
@@ -70,7 +77,21 @@ def test_rule(rule: str, tmp_path: Path) -> None:
         load(text, tmp_path)
     assert message in str(e.value)
     assert str(tmp_path / "h.yaml") in str(e.value)  # errors name the file
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and len(str(e.value)) <= 300
+
+
+def test_a_missing_or_unreadable_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'none.yaml'}: no such holarchy "
+                       "file"):
+        Holarchy.from_yaml(tmp_path / "none.yaml")
+    with pytest.raises(HolarchyError, match=f"{tmp_path}: cannot read"):
+        Holarchy.from_yaml(tmp_path)  # a folder
+
+
+def test_a_long_shape_error_is_cut_to_one_short_line(tmp_path: Path) -> None:
+    with pytest.raises(HolarchyError) as e:  # the edge quoted whole: 200 ids
+        load(f"holarchy: {{id: R, members: [0, 1]}}\nedges: [{list(range(200))}]", tmp_path)
+    assert len(str(e.value)) <= 300 and str(tmp_path / "h.yaml") in str(e.value)
 
 
 def test_builders() -> None:

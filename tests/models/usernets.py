@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from osmotic.models import model_factory
+
 
 class TabularNet(nn.Module):
     """Fine: takes `in_features` and `num_classes` from the data."""
@@ -41,6 +43,17 @@ class DropoutNet(TabularNet):
 def wide_tabular(in_features: int, num_classes: int) -> nn.Module:
     """A function returning a module works as well as a class."""
     return TabularNet(in_features, num_classes, width=64)
+
+
+@model_factory
+def marked_tabular(in_features, num_classes):
+    """A factory without annotations is accepted when marked @model_factory."""
+    return TabularNet(in_features, num_classes, width=16)
+
+
+def unmarked_tabular(in_features, num_classes):
+    """Neither marked nor annotated: a config may not call it."""
+    return TabularNet(in_features, num_classes)
 
 
 class WrongOutput(TabularNet):

@@ -24,8 +24,8 @@ def interrupted_then_resumed(tiny_context, tiny_config, tmp_path: Path, **engine
     cut = config.with_overrides(epochs=2)
     train_osml(cut, train, test, session=Session(cut, RunDir(tmp_path / "cut")))
     resumed = train_osml(config, train, test, session=Session(
-        config, RunDir(tmp_path / "cut", fresh=False), resume=True))
-    return straight, resumed, RunDir(tmp_path / "cut", fresh=False)
+        config, RunDir(tmp_path / "cut"), resume=True))
+    return straight, resumed, RunDir(tmp_path / "cut")
 
 
 def test_resume_equals_uninterrupted_inprocess(tiny_context, tiny_config, tmp_path):

@@ -62,7 +62,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     straight = run(Counter(), None).metrics
     rd = RunDir(tmp_path / "r")
     run(Counter(), rd, total=3, checkpoint_every=1)
-    resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path, fresh=False))
+    resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path))
     assert resumed.run(resume=True, progress=False) == straight
     assert rd.read_metrics() == straight
 
@@ -92,5 +92,5 @@ def test_checkpoint_from_before_the_lifecycle_resumes(tmp_path):
     run(Counter(), rd, total=2)
     save_checkpoint(rd.file("checkpoint.safetensors"), {"counter": {"x": torch.tensor([3.0])}},
                     {"round": 2, "metrics": rd.read_metrics(), "note": "toy"})
-    resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path, fresh=False))
+    resumed = Lifecycle(Counter(), total=5, unit="round", run_dir=RunDir(rd.path))
     assert resumed.run(resume=True, progress=False) == run(Counter(), None).metrics

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from osmotic.data.splits import Dataset, assemble, checked
-from osmotic.data.timeseries import DataError  # one error type for bad data, every format
+from osmotic.data.timeseries import DataError, listed, shown  # one error type, every format
 from osmotic.settings import Settings, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -155,8 +155,8 @@ def read_npz(path: str | Path, x: str = "x", y: str = "y") -> tuple[np.ndarray, 
             arrays = []
             for field, key in (("x", x), ("y", y)):
                 if key not in keys:
-                    raise DataError(f"{path}: no array {key!r} (field {field}); it holds "
-                                    f"{keys}")
+                    raise DataError(f"{path}: no array {shown(key)} (field {field}); it "
+                                    f"holds {listed(keys)}")
                 arrays.append(f[key])
     except DataError:
         raise
@@ -181,9 +181,10 @@ def read_csv(path: str | Path, label: str = "label") -> tuple[np.ndarray, np.nda
         raise DataError(f"{path}: empty file, expected a header and rows")
     header = [h.strip() for h in rows[0]]
     if label not in header:
-        raise DataError(f"{path}: no column {label!r} (field label); columns: {header}")
+        raise DataError(f"{path}: no column {shown(label)} (field label); columns: "
+                        f"{listed(header)}")
     if len(header) < 2:
-        raise DataError(f"{path}: no feature column beside {label!r}")
+        raise DataError(f"{path}: no feature column beside {shown(label)}")
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for i, row in enumerate(rows[1:]):
         if len(row) != len(header):
@@ -193,11 +194,11 @@ def read_csv(path: str | Path, label: str = "label") -> tuple[np.ndarray, np.nda
             try:
                 values[i, j] = float(cell) if cell.strip() else math.nan
             except ValueError:
-                raise DataError(f"{path}: column {header[j]!r}, row {i + 2}: {cell!r} is not "
-                                "a number") from None
+                raise DataError(f"{path}: column {shown(header[j])}, row {i + 2}: "
+                                f"{shown(cell)} is not a number") from None
     col = header.index(label)
     feats = np.delete(values, col, axis=1).astype(np.float32)
-    names = (f"feature columns ({', '.join(h for h in header if h != label)})", label)
+    names = (f"feature columns ({listed([h for h in header if h != label])})", label)
     return checked(feats, values[:, col], str(path), names)
 
 

@@ -28,6 +28,19 @@ class DataError(ValueError):
     """Input data that cannot be used as it is; the message names the file and the culprit."""
 
 
+def shown(value: object, limit: int = 40, quote: bool = True) -> str:
+    """`repr(value)` (or `str`) cut to `limit` characters: an error is one short line quoting
+    what it found, not a whole file that a broken header turned into one cell."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def listed(values: Sequence[object], limit: int = 6, quote: bool = True) -> str:
+    """The first `limit` of `values`, each `shown`, and how many there are in all."""
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return ", ".join(shown(v, 24, quote) for v in values[:limit]) + more
+
+
 def read_csv(path: str | Path) -> Series:
     """Read one split (train or test) of every agent's features from ``path``. A UTF-8
     byte-order mark (spreadsheets write one) is not part of the first column's name."""
@@ -80,11 +93,11 @@ def select(series: Series, agents: Sequence[str]) -> Series:
     """The given agents, in the given order; an experiment names its agents explicitly."""
     unknown = [a for a in agents if a not in series]
     if unknown:
-        available = ", ".join(series)
-        raise DataError(f"unknown agent {unknown[0]!r}; available agents: {available}")
+        raise DataError(f"unknown agent {shown(unknown[0])}; available agents: "
+                        f"{listed(list(series), quote=False)}")
     duplicated = [a for a, n in Counter(agents).items() if n > 1]
     if duplicated:
-        raise DataError(f"agent {duplicated[0]!r} selected more than once")
+        raise DataError(f"agent {shown(duplicated[0])} selected more than once")
     chosen = {a: series[a] for a in agents}
     check_agents(chosen, "agents")
     return chosen
@@ -94,8 +107,9 @@ def check_agents(series: Series, where: str) -> None:
     """OSM-L aligns agents with each other: with fewer than two there is no context to learn
     and nothing to score (the scores would be the mean of nothing)."""
     if len(series) < 2:
-        raise DataError(f"{where}: {len(series)} agent ({', '.join(series) or 'none'}); "
-                        "OSM-L needs at least two agents to align")
+        named = listed(list(series), quote=False) or "none"
+        raise DataError(f"{where}: {len(series)} agent ({named}); OSM-L needs at least two "
+                        "agents to align")
 
 
 def _strip_trailing_blank(rows: list[list[str]]) -> list[list[str]]:
@@ -114,11 +128,13 @@ def _parse_header(path: Path, header: list[str]) -> dict[str, list[int]]:
         match = _COLUMN.fullmatch(name)
         if match is None:
             raise DataError(
-                f"{path}: column {col + 1} {name!r} is not named Agent<id>[<feature index>]"
+                f"{path}: column {col + 1} {shown(name)} is not named "
+                "Agent<id>[<feature index>]"
             )
         if name in seen:
             raise DataError(
-                f"{path}: column {name!r} appears twice (columns {seen[name] + 1} and {col + 1})"
+                f"{path}: column {shown(name)} appears twice (columns {seen[name] + 1} and "
+                f"{col + 1})"
             )
         seen[name] = col
         features.setdefault(match["agent"], {})[int(match["feature"])] = col
@@ -128,7 +144,7 @@ def _parse_header(path: Path, header: list[str]) -> dict[str, list[int]]:
         missing = sorted(set(range(last + 1)) - set(by_index))
         if missing:
             raise DataError(
-                f"{path}: agent {agent!r} has feature indices {sorted(by_index)}, "
+                f"{path}: agent {shown(agent)} has feature indices [{listed(sorted(by_index))}], "
                 f"expected 0..{last} (missing Agent{agent}[{missing[0]}])"
             )
         layout[agent] = [by_index[j] for j in range(len(by_index))]
@@ -158,9 +174,9 @@ def _parse_cell(path: Path, line: int, column: str, cell: str) -> np.float32:
     try:
         value = float(cell)
     except ValueError:
-        raise DataError(f"{where}: {cell!r} is not a number") from None
+        raise DataError(f"{where}: {shown(cell)} is not a number") from None
     if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-        raise DataError(f"{where}: {cell!r} is not a finite float32 value")
+        raise DataError(f"{where}: {shown(cell)} is not a finite float32 value")
     return np.float32(value)
 
 
@@ -177,7 +193,7 @@ def _check_same_agents(train_path: Path, train: Series, test_path: Path, test: S
     for agent, a in train.items():
         if a.shape[1] != test[agent].shape[1]:
             raise DataError(
-                f"agent {agent!r} has {a.shape[1]} features in {train_path} "
+                f"agent {shown(agent)} has {a.shape[1]} features in {train_path} "
                 f"but {test[agent].shape[1]} in {test_path}"
             )
 
@@ -196,13 +212,15 @@ def _checked_for_writing(path: Path, series: Series) -> dict[str, np.ndarray]:
     for agent, a in series.items():
         a = np.asarray(a, dtype=np.float32)
         if _COLUMN.fullmatch(f"Agent{agent}[0]") is None:
-            raise DataError(f"{path}: agent id {agent!r} cannot be written as a column name")
+            raise DataError(f"{path}: agent id {shown(agent)} cannot be written as a column "
+                            "name")
         if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-            raise DataError(f"{path}: agent {agent!r} has shape {a.shape}, expected [T>0, k>0]")
+            raise DataError(f"{path}: agent {shown(agent)} has shape {a.shape}, expected "
+                            "[T>0, k>0]")
         if steps is not None and a.shape[0] != steps:
-            raise DataError(f"{path}: agent {agent!r} has {a.shape[0]} steps, others {steps}")
+            raise DataError(f"{path}: agent {shown(agent)} has {a.shape[0]} steps, others {steps}")
         if not np.isfinite(a).all():
-            raise DataError(f"{path}: agent {agent!r} has NaN or infinite values")
+            raise DataError(f"{path}: agent {shown(agent)} has NaN or infinite values")
         steps = a.shape[0]
         arrays[agent] = a
     return arrays

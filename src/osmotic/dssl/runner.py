@@ -407,7 +407,7 @@ def _evaluate(config: DsslConfig, job: DsslJob, prober: Prober, init: Tensor,
                                                       "clients": ",".join(job.terminals)})
     t = job.traffic()
     return {"method": config.method, "framework": config.framework,
-            "degree": config.degree if config.framework == "decl" else config.clients - 1,
+            "degree": config.degree if config.framework == "decl" else None,  # FL: no graph
             "clients": config.clients, "partition": config.partition,
             "alpha": config.alpha if config.partition == "dirichlet" else None,
             "rounds": config.rounds, "linear_probe_accuracy": final["linear"],

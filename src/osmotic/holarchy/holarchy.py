@@ -101,6 +101,14 @@ class Holarchy:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, where: str = "holarchy") -> Holarchy:
+        """The holarchy `data` describes; every error is one short line starting `where`."""
+        try:
+            return cls._from_dict(data, where)
+        except HolarchyError as e:
+            raise HolarchyError(_short(str(e))) from None
+
+    @classmethod
+    def _from_dict(cls, data: Any, where: str) -> Holarchy:
         looped = _alias_loop(data)
         if looped is not None:
             raise HolarchyError(f"{where}: cycle: {looped} contains itself (through a YAML "
@@ -108,7 +116,7 @@ class Holarchy:
         try:
             spec = HolarchySpec.model_validate(data)
         except ValidationError as e:
-            raise HolarchyError(_short(one_line(e, where))) from None
+            raise HolarchyError(one_line(e, where)) from None
         roots = spec.holarchy if isinstance(spec.holarchy, list) else [spec.holarchy]
         if len(roots) != 1:
             ids = ", ".join(r.id for r in roots) or "none"
@@ -299,6 +307,7 @@ def _alias_loop(data: Any) -> str | None:
     return walk(data, ())
 
 
-def _short(message: str, limit: int = 300) -> str:
-    """An error at most `limit` characters long (a quoted holarchy can be long)."""
+def _short(message: str, limit: int = 280) -> str:
+    """An error at most `limit` characters long, so that the command line's `osmotic: error: `
+    line stays within 300 (a quoted holarchy can be long)."""
     return message if len(message) <= limit else message[:limit - 3] + "..."

@@ -209,6 +209,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not valid JSON (not UTF-8)") from None
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import torch
 from safetensors.numpy import save_file
 
 from osmotic.data.synthetic import generate_context
-from osmotic.data.timeseries import DataError, Series, load_pair, select
+from osmotic.data.timeseries import DataError, Series, check_agents, load_pair, select
 from osmotic.osml import plots
 from osmotic.osml.agent import encoder_builder
 from osmotic.osml.config import OsmlConfig
@@ -168,6 +168,7 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
     # Everything that can be refused is refused before any file is written.
     if config.agents is not None:
         train, test = select(train, config.agents), select(test, config.agents)
+    check_agents(train, "train")
     check_strategy_params(config)
     check_encoder(config, train)
     record = dict(source or {})

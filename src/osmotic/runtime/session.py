@@ -170,14 +170,15 @@ def configure(kind: type[S], config: S | str | Path | None, settings: dict[str, 
     """The settings of a Python API call: `config` (a settings object, a YAML file of them, or
     None: the defaults) with keyword `settings` on top, validated as the CLI validates them; a
     bad setting is one line. A class or function given as `model` / `encoder` / `backbone`
-    stands for its import path; one defined inside a function has none, so it is registered
-    under that name for this process (a resume in another process then says where to move
-    it)."""
+    stands for its import path; a function, or a class defined inside a function, is
+    registered under that name for this process (the caller's own code, not text from a file;
+    a resume in another process then says where to move it)."""
     for key in MODEL_FIELDS:
         value = settings.get(key)
         if callable(value):
             settings[key] = f"{value.__module__}:{value.__qualname__}"
-            if "<locals>" in value.__qualname__:
+            if "<locals>" in value.__qualname__ or not isinstance(value, type):
+                # the caller's own function, given as an object: trusted as code they run
                 register_model(settings[key], value)
     if isinstance(config, str | Path):
         config = kind.from_yaml(config)
