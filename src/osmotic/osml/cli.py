@@ -15,7 +15,7 @@ from osmotic.data.scenarios import generate_scenario
 from osmotic.data.synthetic import SIZES, generate_context
 from osmotic.data.timeseries import write_csv
 from osmotic.osml.config import OsmlConfig
-from osmotic.osml.metrics import against_truth
+from osmotic.osml.presets import EXPERIMENTS
 from osmotic.osml.summary import HELP, describe, fmt
 from osmotic.report.result import RunResult
 from osmotic.report.rundir import write_json
@@ -41,8 +41,6 @@ REPRODUCE_OPTIONS = ("seed", "preserve", "epochs", "engine", "actors", "ray_addr
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `osml` (run, reproduce, generate, score) and the top-level `demo`."""
-    from osmotic.osml import experiments as ex
-
     sub = add_mode_parser(subparsers, "osml", HELP)
     run = add_run_command(sub, OsmlConfig, help="run OSM-L on any CSV pair in the paper's "
                           "layout", run=_run, describe=describe, exclude=("data",))
@@ -50,14 +48,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--test", type=Path, help="test CSV with the same agents")
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
-    rep.add_argument("experiment", choices=list(ex.EXPERIMENTS), help="; ".join(
+    rep.add_argument("experiment", choices=list(EXPERIMENTS), help="; ".join(
         f"{e.name}: agents {', '.join(e.agents)} of the {e.context} context, {e.about}"
-        for e in ex.EXPERIMENTS.values()))
+        for e in EXPERIMENTS.values()))
     rep.add_argument("--data", type=Path, help="folder with the paper's <context>-context/"
                      "{train,test}_data.csv (default: generate the context from --seed)")
     add_output_options(rep)
     add_config_options(rep, OsmlConfig, only=REPRODUCE_OPTIONS, defaults={
-        e.name: e.config().model_dump() for e in ex.EXPERIMENTS.values()})
+        e.name: e.config().model_dump() for e in EXPERIMENTS.values()})
     rep.set_defaults(func=_reproduce)
 
     gen = sub.add_parser("generate", help="write a generated context as train/test CSV files")
@@ -169,6 +167,8 @@ def _score(args: argparse.Namespace) -> int:
                 raise InputError(f"{path}: {prefix}{key}: expected "
                                  f"{' or '.join(k.__name__ for k in kinds)}, got "
                                  f"{data[key]!r:.60}")
+
+    from osmotic.osml.metrics import against_truth
 
     summary_file = args.run_dir / "summary.json"
     summary, truth = _read_json(summary_file), _read_json(args.truth)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from osmotic.data.timeseries import DataError, Series, check_agents, load_pair, 
 from osmotic.osml import plots
 from osmotic.osml.agent import encoder_builder
 from osmotic.osml.config import OsmlConfig
+from osmotic.osml.presets import EXPERIMENTS, Context
 from osmotic.osml.trainer import OsmlResult, train_osml
 from osmotic.report.rundir import RunDir, write_json
 from osmotic.runtime.lifecycle import Logger
@@ -38,7 +39,6 @@ from osmotic.runtime.session import Session, recorded_settings
 from osmotic.runtime.strategies import STRATEGIES, make_strategy
 from osmotic.settings import InputError
 
-Context = Literal["simple", "complex"]
 RUNS_ROOT = Path("runs/osml")
 PAPER_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "osml-paper"
 """Where the paper's CSV files live in this workspace: `../shared/data/osml-paper` from the
@@ -56,36 +56,6 @@ def paper_data() -> tuple[Path | None, list[Path]]:
                for c in ("simple", "complex") for s in ("train", "test")):
             return folder, looked
     return None, looked
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One of the paper's experiments: a context, the agents taking part, changed settings."""
-
-    name: str
-    context: Context
-    agents: tuple[str, ...]
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    about: str = ""
-
-    def config(self, **overrides: Any) -> OsmlConfig:
-        """The preset's config with `overrides` on top (None values leave a setting alone)."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        preset = {"agents": list(self.agents), **self.settings}
-        return OsmlConfig().with_overrides(**{**preset, **given})
-
-
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e
-    for e in (
-        Experiment("simple", "simple", ("0", "1"), {"epochs": 5},
-                   "two strongly correlated agents: one context {0, 1}"),
-        Experiment("robust", "simple", ("0", "1", "M0", "M1"), {"epochs": 5},
-                   "plus two pure-noise agents, which must join no sub-context"),
-        Experiment("complex", "complex", ("0", "1", "2", "3", "4"), {"epochs": 30},
-                   "five agents: sub-contexts {0, 1} and {2, 3, 4}"),
-    )
-}
 
 
 class Source(Protocol):
