@@ -39,3 +39,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# Property-based fuzzing of the command line (tests/fuzz): `make test` runs a few examples per
+# test; this runs many more (FUZZ_SCALE=2 doubles them), goes on past failures, lists each
+# distinct one with its smallest case (all of them in .hypothesis/fuzz-failures.jsonl) and
+# prints how many cases ran.
+.PHONY: fuzz
+fuzz: $(STAMP)
+	rm -f .hypothesis/fuzz-failures.jsonl
+	HYPOTHESIS_PROFILE=fuzz OSMOTIC_FUZZ_COLLECT=.hypothesis/fuzz-failures.jsonl \
+		$(PY) -m pytest tests/fuzz -p no:cacheprovider --hypothesis-show-statistics

@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+LARGEST_INT = 2**31 - 1
+LARGEST_FLOAT = 3.4028234e38
+"""Numbers a setting may hold, nested values included: what torch, NumPy and scikit-learn take
+as a size, a seed or a float32 everywhere (a larger one fails deep inside them)."""
 
 
 class InputError(ValueError):
@@ -17,6 +22,23 @@ class Settings(BaseModel):
     """A mode's settings: unknown keys are refused, copies are validated again."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _representable(cls, v: Any) -> Any:
+        """Every number in a setting, however nested, within `LARGEST_INT` / `LARGEST_FLOAT`."""
+        stack = [v]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                stack.extend(x.values())
+            elif isinstance(x, list | tuple):
+                stack.extend(x)
+            elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > LARGEST_INT:
+                raise ValueError(f"{x} is beyond {LARGEST_INT}")
+            elif isinstance(x, float) and abs(x) > LARGEST_FLOAT:
+                raise ValueError(f"{x} is beyond float32's {LARGEST_FLOAT:g}")
+        return v
     engine_fields: ClassVar[tuple[str, ...]] = ()
     """Settings that decide where and how safely a run computes, not what it computes."""
     mode: ClassVar[str] = ""
@@ -120,14 +142,18 @@ class EngineSettings(Settings):
 
 
 def read_mapping(path: Path, error: type[Exception] = ValueError) -> dict[str, Any]:
-    """A YAML file of settings as a dict (an empty file: {}), or one line (`error`) naming the
-    file, and the line for a syntax error."""
+    """A YAML file of settings as a dict (an empty file: {}; a byte-order mark is ignored), or
+    one line (`error`) naming the file, and the line for a syntax error."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: cannot read (not UTF-8 text)") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to read") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

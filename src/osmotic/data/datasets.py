@@ -150,7 +150,7 @@ def read_npz(path: str | Path, x: str = "x", y: str = "y") -> tuple[np.ndarray, 
         with path.open("rb") as f:
             if f.read(4) != b"PK\x03\x04":  # np.load would take any other file for a pickle
                 raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
-        with np.load(path, allow_pickle=False) as f:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as f:  # closed on errors
             keys = list(f.keys())
             arrays = []
             for field, key in (("x", x), ("y", y)):

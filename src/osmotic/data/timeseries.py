@@ -141,7 +141,9 @@ def _parse_header(path: Path, header: list[str]) -> dict[str, list[int]]:
     layout = {}
     for agent, by_index in features.items():
         last = max(by_index)
-        missing = sorted(set(range(last + 1)) - set(by_index))
+        # indices beyond the agent's column count cannot all be there: say so before counting
+        missing = sorted(set(range(last + 1)) - set(by_index)) if last < len(by_index) else \
+            [next(j for j in range(len(by_index) + 1) if j not in by_index)]
         if missing:
             raise DataError(
                 f"{path}: agent {shown(agent)} has feature indices [{listed(sorted(by_index))}], "

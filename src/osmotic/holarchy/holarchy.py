@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from osmotic.settings import one_line
+from osmotic.settings import one_line, read_mapping
 
 
 class HolarchyError(ValueError):
@@ -106,6 +105,8 @@ class Holarchy:
             return cls._from_dict(data, where)
         except HolarchyError as e:
             raise HolarchyError(_short(str(e))) from None
+        except RecursionError:
+            raise HolarchyError(f"{where}: nested too deeply") from None
 
     @classmethod
     def _from_dict(cls, data: Any, where: str) -> Holarchy:
@@ -135,15 +136,11 @@ class Holarchy:
         """The holarchy of a YAML file; every error is one line naming the file."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+            data = read_mapping(path, HolarchyError)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such holarchy file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-            raise HolarchyError(f"{path}: cannot read ({reason})") from None
-        except yaml.YAMLError as e:
-            raise HolarchyError(_short(f"{path}: not valid YAML: "
-                                       f"{str(e).splitlines()[0]}")) from None
+        except HolarchyError as e:
+            raise HolarchyError(_short(str(e))) from None
         return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -78,6 +78,25 @@ class OsmlConfig(EngineSettings):
                                    "agent pairs per sub-context (a seeded sample beyond it)")
     seed: int = Field(0, ge=0)
 
+    @field_validator("data")
+    @classmethod
+    def _a_source(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        """One of the forms a run records: two CSV files, a generated context, or series that
+        were given from Python (`memory`); checked here, so a bad section is one line."""
+        if v is None:
+            return v
+        keys = set(v)
+        if keys == {"train", "test"} and all(isinstance(v[k], str) and v[k] for k in keys):
+            return v
+        if keys == {"generated", "seed"} and v["generated"] in ("simple", "complex") and \
+                isinstance(v["seed"], int) and not isinstance(v["seed"], bool) and \
+                0 <= v["seed"] < 2**32:
+            return v
+        if keys == {"memory"}:
+            return v
+        raise ValueError("expected {train: CSV file, test: CSV file} or {generated: simple or "
+                         "complex, seed: 0 to 2^32 - 1}")
+
     @field_validator("encoder")
     @classmethod
     def _located(cls, v: str) -> str:

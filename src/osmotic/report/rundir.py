@@ -38,18 +38,18 @@ RUN_FOLDERS = ("plots", "models", "tensorboard")
 """What runs write: all that `overwrite` may remove, and all that marks a folder as a run's."""
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """NaN/inf become null so the files stay valid JSON for every reader."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:  # numpy / torch scalars
-        return _jsonable(x.item())
+        return jsonable(x.item())
     if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     return x
 
 
@@ -66,7 +66,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (`write_atomic`), NaN and infinities as null."""
-    write_atomic(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+    write_atomic(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def siblings(path: Path) -> Iterator[Path]:
@@ -88,19 +88,19 @@ class RunDir:
         return self.path / name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_atomic(self.file("config.yaml"), yaml.safe_dump(_jsonable(config), sort_keys=False))
+        write_atomic(self.file("config.yaml"), yaml.safe_dump(jsonable(config), sort_keys=False))
 
     def reset_metrics(self) -> None:
         self.file("metrics.jsonl").write_text("")
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         with self.file("metrics.jsonl").open("a") as f:
-            f.write(json.dumps(_jsonable(row)) + "\n")
+            f.write(json.dumps(jsonable(row)) + "\n")
 
     def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl by `rows` (after a rewind to a checkpoint), atomically."""
         tmp = self.file("metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+        tmp.write_text("".join(json.dumps(jsonable(r)) + "\n" for r in rows))
         os.replace(tmp, self.file("metrics.jsonl"))
 
     def read_metrics(self) -> list[dict[str, Any]]:

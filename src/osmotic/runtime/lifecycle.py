@@ -25,7 +25,7 @@ from torch import Tensor
 
 from osmotic.engines import AgentsLost, RunInterrupted
 from osmotic.report.progress import progress_bar
-from osmotic.report.rundir import CHECKPOINT, RunDir
+from osmotic.report.rundir import CHECKPOINT, RunDir, jsonable
 from osmotic.runtime.checkpoint import (
     CheckpointError,
     checkpoint_meta,
@@ -162,6 +162,14 @@ class Lifecycle:
         if not isinstance(rows, list) or len(rows) != done:
             raise CheckpointError(f"{path}: records {done} {self.unit}s but "
                                   f"{len(rows) if isinstance(rows, list) else 'no'} rows")
+        if not all(isinstance(r, dict) and r.get(self.unit) == i + 1 for i, r in enumerate(rows)):
+            raise CheckpointError(f"{path}: its rows are not those of {self.unit}s 1 to {done}")
+        try:
+            written = self.run_dir.read_metrics()[:done]
+        except (OSError, ValueError):
+            written = None  # unreadable: the checkpoint's rows replace it
+        if written is not None and len(written) == done and written != jsonable(rows):
+            raise CheckpointError(f"{path}: its rows disagree with metrics.jsonl")
         expected, _ = self.job.state()
         for group, tensors in expected.items():
             for name, want in tensors.items():

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the `osmotic` command line (Hypothesis): see harness.py."""
