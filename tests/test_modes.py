@@ -121,3 +121,5 @@ def test_help_texts_speak_of_the_software_only() -> None:
     for path, parser in _parsers(_root_parser()):
         text = parser.format_help()
         assert not JARGON.search(text), (path, JARGON.search(text))
+        for action in parser._actions:  # a default is said once
+            assert (action.help or "").count("(default") <= 1, (path, action.help)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
 from osmotic.data.splits import Dataset, assemble, checked
 from osmotic.data.timeseries import DataError, listed, shown  # one error type, every format
@@ -77,7 +77,14 @@ class Builtin(Settings):
     format: Literal["mnist", "digits"]
 
 
-DataSpec = Annotated[NpzData | CsvData | ImageFolder | Builtin, Field(discriminator="format")]
+def _by_name(value: Any) -> Any:
+    """`digits` for `{format: digits}`: a built-in named alone."""
+    return {"format": value} if isinstance(value, str) else value
+
+
+DataSpec = Annotated[NpzData | CsvData | ImageFolder | Builtin, Field(discriminator="format"),
+                     BeforeValidator(_by_name)]
+"""A `data:` entry in settings: a mapping with `format`, or a built-in's name."""
 _SPEC = TypeAdapter(DataSpec)
 
 
@@ -85,8 +92,6 @@ def parse_spec(value: Any, where: str = "data") -> NpzData | CsvData | ImageFold
     """A `data:` entry: a mapping with `format`, or a built-in's name (`mnist`, `digits`)."""
     if isinstance(value, NpzData | CsvData | ImageFolder | Builtin):
         return value
-    if isinstance(value, str):
-        value = {"format": value}
     try:
         return _SPEC.validate_python(value)
     except ValidationError as e:

@@ -132,13 +132,10 @@ class DsslConfig(EngineSettings):
 
     @field_validator("data", "test", mode="before")
     @classmethod
-    def _by_name(cls, v: Any) -> Any:
-        """`data: digits` for `data: {format: digits}`. A run directory written before D-SSL
-        read `data` recorded its data's description under that key (`pool: ...; test: ...`):
-        that is no setting, and means the default."""
-        if isinstance(v, str) and "; test:" in v:
-            return None
-        return {"format": v} if isinstance(v, str) else v
+    def _described(cls, v: Any) -> Any:
+        """A run directory written before D-SSL read `data` recorded its data's description
+        under that key (`pool: ...; test: ...`): that is no setting, and means the default."""
+        return None if isinstance(v, str) and "; test:" in v else v
 
     @field_validator("backbone")
     @classmethod

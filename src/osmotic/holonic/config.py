@@ -58,12 +58,6 @@ class HolonicConfig(EngineSettings):
                                   "(quick looks, tests); default: all of it")
     seed: int = Field(0, ge=0)
 
-    @field_validator("data", "test", mode="before")
-    @classmethod
-    def _by_name(cls, v: Any) -> Any:
-        """`data: digits` for `data: {format: digits}`."""
-        return {"format": v} if isinstance(v, str) else v
-
     @field_validator("model")
     @classmethod
     def _located(cls, v: str | None) -> str | None:
