@@ -260,3 +260,14 @@ def test_an_edited_config_is_not_resumed_without_force(unfinished: Path,
     assert code == EXIT["input"] and "edited since" in one_line(err) and "--force" in err
     config.write_text(config.read_text().replace("hidden: 5", "hidden: 4"))
     assert cli(capsys, "resume", str(unfinished))[0] == 0
+
+
+def test_a_preset_run_twice_is_read_back(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`make demo` twice: the data source is part of the settings, so the same run is known."""
+    argv = ["osml", "reproduce", "simple", "--epochs", "1", "--threads", "1", "--out",
+            str(tmp_path / "r")]
+    assert cli(capsys, *argv)[0] == 0
+    before = (tmp_path / "r" / "summary.json").read_text()
+    code, err = cli(capsys, *argv)
+    assert code == 0 and "already holds this run" in err
+    assert (tmp_path / "r" / "summary.json").read_text() == before

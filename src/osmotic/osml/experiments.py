@@ -142,8 +142,10 @@ def run(config: OsmlConfig, train: Series, test: Series, out: str | Path, *,
     check_strategy_params(config)
     check_encoder(config, train)
     record = dict(source or {})
+    if record:  # the source is part of the settings: the same run is known by it
+        config = config.with_overrides(data=record)
     session = Session.open(config, out, resume=resume,
-                           record={"data": record, "data_in_memory": "memory" in record})
+                           record={"data_in_memory": "memory" in record})
     if session.finished is not None:
         return Run(RunDir(session.finished.run_dir), None)
     rd = session.dir
