@@ -20,7 +20,7 @@ import yaml
 import osmotic
 from osmotic import modes
 from osmotic.cli import EXIT, main
-from osmotic.report.rundir import LOCK, Lock
+from osmotic.report.rundir import Lock
 from osmotic.runtime.checkpoint import checkpoint_meta
 from osmotic.runtime.lifecycle import Interrupted
 from tests.test_modes import TINY, config_file
@@ -88,7 +88,8 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path: Path,
     changed = config_file(tmp_path, "holonic", seed=2)
     assert cli(capsys, "run", str(changed), "--out", str(out), "--overwrite")[0] == 0
     assert (out / "notes.txt").read_text() == "keep me"
-    assert not (out / LOCK).exists()
+    with Lock(out):  # released: free to take
+        pass
 
 
 def test_an_unfinished_run_is_resumed_not_overwritten(tmp_path: Path,
@@ -271,3 +272,61 @@ def test_a_preset_run_twice_is_read_back(tmp_path: Path, capsys: pytest.CaptureF
     code, err = cli(capsys, *argv)
     assert code == 0 and "already holds this run" in err
     assert (tmp_path / "r" / "summary.json").read_text() == before
+
+
+def test_a_start_stopped_before_its_first_checkpoint_leaves_the_folder_usable(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from osmotic.holonic import runner
+
+    def ctrl_c(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    with monkeypatch.context() as m:
+        m.setattr(runner, "make_terminals", ctrl_c)  # while the engine starts
+        code, err = cli(capsys, "run", str(config_file(tmp_path, "holonic")), "--out", str(out))
+    assert code == EXIT["interrupted"] and "interrupted" in one_line(err)
+    assert (out / "config.yaml").exists() and not (out / "checkpoint.safetensors").exists()
+    assert cli(capsys, "run", str(config_file(tmp_path, "holonic", seed=3)), "--out",
+               str(out))[0] == 0
+
+
+def test_a_diverged_run_is_not_read_back_and_overwrite_spares_other_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "r"
+    diverging = config_file(tmp_path, "holonic", **DIVERGING["holonic"])
+    assert cli(capsys, "run", str(diverging), "--out", str(out))[0] == EXIT["failed"]
+    code, err = cli(capsys, "run", str(diverging), "--out", str(out))
+    assert code == EXIT["input"] and "holds a run that diverged" in one_line(err)
+    (out / "models").mkdir(exist_ok=True)
+    (out / "models" / "mynet.py").write_text("class Net: pass\n")
+    assert cli(capsys, "run", str(config_file(tmp_path, "holonic")), "--out", str(out),
+               "--overwrite")[0] == 0
+    assert (out / "models" / "mynet.py").read_text() == "class Net: pass\n"
+
+
+def test_a_users_summary_json_is_not_a_run_to_overwrite(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "summary.json").write_text('{"mine": 1}')
+    code, err = cli(capsys, "run", str(config_file(tmp_path, "holonic")), "--out",
+                    str(tmp_path / "mine"), "--overwrite")
+    assert code == EXIT["input"] and "holds no run to overwrite" in one_line(err)
+    assert (tmp_path / "mine" / "summary.json").read_text() == '{"mine": 1}'
+
+
+def test_a_python_api_error_frees_the_folder(tmp_path: Path) -> None:
+    def fail(row: dict[str, Any]) -> None:
+        raise RuntimeError("a logger's own error")
+
+    with pytest.raises(RuntimeError) as kept:  # the exception (and its frames) stay alive
+        osmotic.run(mode="holonic", out=tmp_path / "r", progress=False, log=fail,
+                    **TINY["holonic"])
+    assert kept.value is not None
+    assert osmotic.resume(tmp_path / "r").summary["rounds"] == 2
+
+
+def test_seeds_up_to_2_to_the_32_minus_1() -> None:
+    assert osmotic.holonic.Config(structure="1P", seed=2**32 - 1).seed == 2**32 - 1
+    with pytest.raises(ValueError, match="beyond 4294967295"):
+        osmotic.holonic.Config(structure="1P", seed=2**32)

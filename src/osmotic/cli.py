@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,8 +94,14 @@ def _own_process() -> None:
     idle OpenMP threads sleep instead of spinning (a spinning thread holds a core that the
     thread it waits for needs: two threads then trained 7-20x slower than one on a busy
     machine). OpenMP reads this once, when torch loads; a user's own setting wins."""
+    signal.signal(signal.SIGTERM, _terminate)  # one line and 130, as Ctrl-C, at any moment
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM outside a run's units (starting, finishing): stop as Ctrl-C would."""
+    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 LARGEST_INT = 2**31 - 1
+LARGEST_SEED = 2**32 - 1
 LARGEST_FLOAT = 3.4028234e38
 """Numbers a setting may hold, nested values included: what torch, NumPy and scikit-learn take
 as a size, a seed or a float32 everywhere (a larger one fails deep inside them)."""
@@ -25,8 +26,10 @@ class Settings(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _representable(cls, v: Any) -> Any:
-        """Every number in a setting, however nested, within `LARGEST_INT` / `LARGEST_FLOAT`."""
+    def _representable(cls, v: Any, info: ValidationInfo) -> Any:
+        """Every number in a setting, however nested, within `LARGEST_INT` (`LARGEST_SEED`
+        for a seed) and `LARGEST_FLOAT`."""
+        largest = LARGEST_SEED if info.field_name == "seed" else LARGEST_INT
         stack = [v]
         while stack:
             x = stack.pop()
@@ -34,8 +37,8 @@ class Settings(BaseModel):
                 stack.extend(x.values())
             elif isinstance(x, list | tuple):
                 stack.extend(x)
-            elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > LARGEST_INT:
-                raise ValueError(f"{x} is beyond {LARGEST_INT}")
+            elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > largest:
+                raise ValueError(f"{x} is beyond {largest}")
             elif isinstance(x, float) and abs(x) > LARGEST_FLOAT:
                 raise ValueError(f"{x} is beyond float32's {LARGEST_FLOAT:g}")
         return v

@@ -94,6 +94,8 @@ def run_grid(base: DsslConfig, out: str | Path, seeds: Sequence[int],
                 # where it is now (a grid folder may have been moved or copied)
                 done[at] = {**json.loads((path / "summary.json").read_text()),
                             "run_dir": str(path)}
+            elif state == "diverged":
+                log(f"{path}: diverged; left out of the table")
             elif not report_only:
                 if state == "interrupted":
                     log(f"{path}: interrupted; resuming from its checkpoint")

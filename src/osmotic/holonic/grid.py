@@ -7,6 +7,7 @@ line per structure (the paper's Figs. 6-8: mean training loss and mean test accu
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from osmotic.holonic.plots import plot_comparison
 from osmotic.holonic.runner import load_data, run
 from osmotic.report import RunDir
 from osmotic.report.rundir import find_run, write_json
+from osmotic.runtime.lifecycle import Diverged
 
 DISTRIBUTIONS = ("iid", "eqniid", "ueqniid")
 
@@ -39,9 +41,15 @@ def run_grid(base: HolonicConfig, out: str | Path, progress: bool | None = None,
             cell, state = find_run(cfg, out / f"{s}-{dist}")
             if state == "finished":
                 summaries.append(json.loads((cell / "summary.json").read_text()))
-            else:
-                summaries.append(run(cfg, cell, data, progress,
-                                     resume=state == "interrupted"))
+                continue
+            if state != "diverged":
+                try:
+                    summaries.append(run(cfg, cell, data, progress,
+                                         resume=state == "interrupted"))
+                    continue
+                except Diverged:  # its folder says so; the other cells go on
+                    pass
+            print(f"{cell}: diverged; left out of the comparison", file=sys.stderr)
     write_comparison(out, summaries)
     return summaries
 

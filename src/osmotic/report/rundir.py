@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -30,7 +29,7 @@ from osmotic.settings import InputError, Settings
 CHECKPOINT = "checkpoint.safetensors"
 """The run's last checkpoint, inside its directory (written by `runtime.lifecycle`)."""
 LOCK = ".osmotic.lock"
-"""Held (flock) by the process writing the run; gone when it finishes."""
+"""Held (flock) by the process writing the run."""
 RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.jsonl.tmp", "summary.json", CHECKPOINT,
              f"{CHECKPOINT}.tmp", "clusterings.json", "embeddings.safetensors",
              "partition.json", "traffic.json", LOCK)
@@ -114,7 +113,7 @@ class RunDir:
         return json.loads(self.file("summary.json").read_text())
 
 
-RunState = Literal["finished", "interrupted", "new"]
+RunState = Literal["finished", "interrupted", "diverged", "new"]
 
 
 def run_state(settings: Settings, run_dir: str | Path) -> RunState:
@@ -132,7 +131,11 @@ def run_state(settings: Settings, run_dir: str | Path) -> RunState:
     if not same:
         return "new"
     if (rd / "summary.json").is_file():
-        return "finished"
+        try:
+            status = json.loads((rd / "summary.json").read_text()).get("status", "finished")
+        except (OSError, ValueError, AttributeError):
+            return "new"
+        return "finished" if status == "finished" else "diverged"
     return "interrupted" if (rd / CHECKPOINT).is_file() else "new"
 
 
@@ -146,16 +149,46 @@ def find_run(settings: Settings, run_dir: str | Path) -> tuple[Path, RunState]:
     return next((p, state or "new") for p, state in states if state != "new")
 
 
-def run_files(folder: Path) -> list[str]:
-    """The names in `folder` that runs write."""
-    return sorted(p.name for p in folder.iterdir() if p.name in RUN_FILES + RUN_FOLDERS)
+RUN_OUTPUTS = {"plots": ".png", "models": ".safetensors", "tensorboard": "events.out.tfevents"}
+"""What runs put inside their folders: `overwrite` removes these and nothing else there."""
+
+
+def written_by_a_run(folder: Path) -> bool:
+    """Whether `folder`'s config.yaml is one a run wrote (it records its mode and whether its
+    data were given in memory); a user's own settings file is not."""
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(config, dict) and "mode" in config and "data_in_memory" in config
+
+
+def remove_run_files(folder: Path) -> None:
+    """Remove what runs write in `folder`, and only that: its files by name, and inside
+    plots/, models/ and tensorboard/ only the kinds of files runs put there (the folders go
+    when they are left empty)."""
+    for name in RUN_FILES:
+        if name != LOCK:  # held by the caller
+            (folder / name).unlink(missing_ok=True)
+    for sub, kind in RUN_OUTPUTS.items():
+        target = folder / sub
+        if target.is_dir():
+            for f in target.rglob("*"):
+                if f.is_file() and (f.name.endswith(kind) or f.name.startswith(kind)):
+                    f.unlink()
+            for d in sorted((d for d in target.rglob("*") if d.is_dir()), reverse=True):
+                if not any(d.iterdir()):
+                    d.rmdir()
+            if not any(target.iterdir()):
+                target.rmdir()
 
 
 def claim(settings: Settings, folder: str | Path, *, overwrite: bool = False
           ) -> Literal["new", "finished"]:
-    """May a new run of `settings` write into `folder`? "new": yes (absent, empty, or emptied
-    of what runs write, with `overwrite`); "finished": it holds this experiment, finished (read
-    it back). Anything else is refused with one line naming the folder and what to do: an
+    """May a new run of `settings` write into `folder` (which the caller has locked)? "new":
+    yes (absent, empty, left by a run stopped before its first checkpoint, or emptied of what
+    runs write, with `overwrite`); "finished": it holds this experiment, finished (read it
+    back). Anything else is refused with one line naming the folder and what to do: an
     unfinished run is resumed, not overwritten; a folder of the user's own files is left
     alone."""
     folder = Path(folder)
@@ -163,10 +196,14 @@ def claim(settings: Settings, folder: str | Path, *, overwrite: bool = False
         return "new"
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder; choose another --out")
-    present = {p.name for p in folder.iterdir()}
+    present = {p.name for p in folder.iterdir()} - {LOCK}
     if not present:
         return "new"
-    ours = run_files(folder)
+    ours = written_by_a_run(folder)
+    progress = {"summary.json", "metrics.jsonl", CHECKPOINT} & present
+    if ours and not progress and present <= set(RUN_FILES + RUN_FOLDERS):
+        remove_run_files(folder)  # a start that stopped before its first checkpoint: nothing
+        return "new"              # of value, and no one else's file
     if not overwrite:
         state = run_state(settings, folder)
         if state == "finished":
@@ -174,18 +211,16 @@ def claim(settings: Settings, folder: str | Path, *, overwrite: bool = False
         if state == "interrupted":
             raise InputError(f"{folder}: holds an unfinished run; continue it with: osmotic "
                              f"resume {folder} (or choose another --out, or --overwrite)")
-        what = "another run" if {"summary.json", "metrics.jsonl", CHECKPOINT} & present \
-            else "files of its own"
+        if state == "diverged":
+            raise InputError(f"{folder}: holds a run that diverged; choose another --out, or "
+                             "--overwrite to replace it")
+        what = "another run" if ours else "files of its own"
         raise InputError(f"{folder}: holds {what} ({', '.join(sorted(present)[:4])}); choose "
-                         "another --out" + (", or --overwrite to replace it"
-                                            if what == "another run" else ""))
-    if not {"summary.json", "metrics.jsonl", CHECKPOINT} & present:
+                         "another --out" + (", or --overwrite to replace it" if ours else ""))
+    if not ours:
         raise InputError(f"{folder}: holds no run to overwrite ({', '.join(sorted(present)[:4])}"
                          "); choose another --out")
-    with Lock(folder):  # not while another process writes it
-        for name in ours:
-            target = folder / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    remove_run_files(folder)
     return "new"
 
 
@@ -205,8 +240,9 @@ class Lock:
                              "choose another --out") from None
 
     def release(self) -> None:
+        """Let go (the file stays: removing it while another process opens it would let two
+        processes hold two locks)."""
         if self.fd is not None:
-            self.path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
 

@@ -85,18 +85,29 @@ class Session:
         if resume:
             resumable(out)
             return cls(config, RunDir(out), resume=True, lock=Lock(out))
-        if claim(config, out, overwrite=config.overwrite) == "finished":
-            session = cls(config)
-            session.finished = RunResult.from_dir(out)
-            print(f"{out} already holds this run, finished; reading it back", file=sys.stderr)
-            return session
         try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{e.filename or out}: cannot create the run directory "
+                             f"({e.strerror})") from None
+        lock = Lock(out)  # first: no other process may write while this one looks
+        try:
+            if claim(config, out, overwrite=config.overwrite) == "finished":
+                lock.release()
+                session = cls(config)
+                session.finished = RunResult.from_dir(out)
+                print(f"{out} already holds this run, finished; reading it back",
+                      file=sys.stderr)
+                return session
             rd = RunDir(out)
-            lock = Lock(rd.path)
             rd.write_config({"mode": config.mode, **config.recorded_form(), **(record or {})})
         except OSError as e:
+            lock.release()
             raise InputError(f"{e.filename or out}: cannot write the run directory "
                              f"({e.strerror})") from None
+        except BaseException:
+            lock.release()
+            raise
         return cls(config, rd, lock=lock)
 
     @contextmanager
@@ -115,6 +126,19 @@ class Session:
         """Start the engine, make the job, run its units to `total` (or from the checkpoint),
         then `finish(job, rows)` while the engine still runs and the threads are still set;
         the engine is shut down however this ends."""
+        try:
+            return self._train(engine, job, total=total, unit=unit, label=label,
+                               checkpoint_every=checkpoint_every, finish=finish, log=log,
+                               progress=progress, work=work)
+        except BaseException:  # the folder is free again, however the run ended
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _train(self, engine: Callable[[], Any], job: Callable[[Any], J], *, total: int,
+               unit: str, label: str, checkpoint_every: int,
+               finish: Callable[[J, list[Row]], T], log: Logger | Sequence[Logger] | None,
+               progress: bool | None, work: int | None) -> T:
         with self.computing(log, work) as loggers:
             running = engine()
             try:
