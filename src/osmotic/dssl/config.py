@@ -13,7 +13,6 @@ them. The backbone is a registered name (`vit`, `cnn`) or an import path `packag
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -23,13 +22,11 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from osmotic.data.datasets import DataSpec, paths_from
-from osmotic.models import BACKBONES, ModelError, locate_model, resolve_model
+from osmotic.models import BACKBONES, ModelError, accepted_arguments, locate_model, resolve_model
 from osmotic.settings import EngineSettings
 
 MNIST_HOLDOUT = 1000
 """Test images held out of MNIST's pool when `holdout` is not set (and no IDX test set)."""
-SHAPE_ARGUMENTS = ("input_shape", "in_channels", "image_size")
-"""Constructor arguments of a backbone that the data decide."""
 
 
 def resolve_backbone(name: str) -> Callable[..., nn.Module]:
@@ -49,13 +46,9 @@ def resolve_backbone(name: str) -> Callable[..., nn.Module]:
 def shape_arguments(build: Callable[..., nn.Module], input_shape: tuple[int, ...]
                     ) -> dict[str, Any]:
     """Those of `input_shape`, `in_channels` and `image_size` that `build` accepts."""
-    try:
-        accepted = inspect.signature(build).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
-        return {}
     c, h, w = input_shape
-    offered = {"input_shape": (c, h, w), "in_channels": c, "image_size": (h, w)}
-    return {k: v for k, v in offered.items() if k in accepted}
+    return accepted_arguments(build, {"input_shape": (c, h, w), "in_channels": c,
+                                      "image_size": (h, w)})
 
 
 def _is_mnist(spec: Any) -> bool:
@@ -189,7 +182,7 @@ class DsslConfig(EngineSettings):
     def backbone_builder(self, input_shape: tuple[int, ...] | None = None
                          ) -> Callable[[], nn.Module]:
         """The backbone's builder, given the data's image shape where its constructor takes
-        it (`SHAPE_ARGUMENTS`)."""
+        it (`shape_arguments`)."""
         build = resolve_backbone(self.backbone)
         kwargs = {} if input_shape is None else shape_arguments(build, input_shape)
         return partial(build, **kwargs) if kwargs else build

@@ -182,12 +182,17 @@ def with_arguments(name: str, params: Mapping[str, Any],
                    offered: Mapping[str, Any]) -> dict[str, Any]:
     """`params` plus those `offered` arguments that the constructor of `name` accepts and
     `params` does not set."""
-    build = resolve_model(name)
+    return {**accepted_arguments(resolve_model(name), offered), **params}
+
+
+def accepted_arguments(build: Callable[..., nn.Module], offered: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+    """Those `offered` arguments that `build` takes (none when it has no signature to read)."""
     try:
         accepted = inspect.signature(build).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
-        accepted = {}
-    return {**{k: v for k, v in offered.items() if k in accepted}, **params}
+    except (TypeError, ValueError):  # a builtin or C callable
+        return {}
+    return {k: v for k, v in offered.items() if k in accepted}
 
 
 def data_arguments(name: str, params: Mapping[str, Any], input_shape: Sequence[int],

@@ -30,9 +30,9 @@ CHECKPOINT = "checkpoint.safetensors"
 """The run's last checkpoint, inside its directory (written by `runtime.lifecycle`)."""
 LOCK = ".osmotic.lock"
 """Held (flock) by the process writing the run."""
-RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.jsonl.tmp", "summary.json", CHECKPOINT,
-             f"{CHECKPOINT}.tmp", "clusterings.json", "embeddings.safetensors",
-             "partition.json", "traffic.json", LOCK)
+_WRITTEN = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT, "clusterings.json",
+            "embeddings.safetensors", "partition.json", "traffic.json")
+RUN_FILES = (*_WRITTEN, *(f"{name}.tmp" for name in _WRITTEN), LOCK)  # .tmp: atomic writes
 RUN_FOLDERS = ("plots", "models", "tensorboard")
 """What runs write: all that `overwrite` may remove, and all that marks a folder as a run's."""
 
