@@ -101,12 +101,11 @@ class Session:
                 return session
             rd = RunDir(out)
             rd.write_config({"mode": config.mode, **config.recorded_form(), **(record or {})})
-        except OSError as e:
+        except BaseException as e:  # refused, interrupted, or the disk said no: let go
             lock.release()
-            raise InputError(f"{e.filename or out}: cannot write the run directory "
-                             f"({e.strerror})") from None
-        except BaseException:
-            lock.release()
+            if isinstance(e, OSError):
+                raise InputError(f"{e.filename or out}: cannot write the run directory "
+                                 f"({e.strerror})") from None
             raise
         return cls(config, rd, lock=lock)
 
