@@ -23,6 +23,7 @@ from torch import nn
 
 from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.models import BACKBONES, ModelError, accepted_arguments, locate_model, resolve_model
+from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
 MNIST_HOLDOUT = 1000
@@ -121,6 +122,9 @@ class DsslConfig(EngineSettings):
                                         "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="a stratified subset of the pool "
                                   "(quick looks, tests)")
+    privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
+                                            "travels: {clip, noise_multiplier or target_epsilon, "
+                                            "delta, where, level, secure_aggregation}")
     seed: int = Field(0, ge=0)
 
     @field_validator("data", "test", mode="before")

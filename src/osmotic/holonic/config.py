@@ -14,6 +14,7 @@ from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, locate_model, resolve_model
+from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
 
@@ -56,6 +57,9 @@ class HolonicConfig(EngineSettings):
                                         "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
+    privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
+                                            "travels: {clip, noise_multiplier or target_epsilon, "
+                                            "delta, where, level, secure_aggregation}")
     seed: int = Field(0, ge=0)
 
     @field_validator("model")

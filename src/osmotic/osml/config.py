@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.models import locate_model, resolve_model
+from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import EngineSettings
 
@@ -76,6 +77,9 @@ class OsmlConfig(EngineSettings):
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
+    privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
+                                            "travels: {clip, noise_multiplier or target_epsilon, "
+                                            "delta, where, level, secure_aggregation}")
     seed: int = Field(0, ge=0)
 
     @field_validator("data")
