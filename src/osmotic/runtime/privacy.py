@@ -126,6 +126,44 @@ def calibrate(target_epsilon: float, release: Release, rounds: int, delta: float
     return float(sigma) * release.sensitivity
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A run's privacy plan: the block, how a protected unit is released each round, and the
+    noise multiplier in force (the block's, or the one calibrated to its `target_epsilon` over
+    `rounds` before the run starts). Every mode reports ε the same way through it."""
+
+    settings: PrivacySettings
+    release: Release
+    noise_multiplier: float
+
+    @classmethod
+    def plan(cls, settings: PrivacySettings, release: Release, rounds: int) -> Budget:
+        sigma = settings.noise_multiplier or 0.0
+        if settings.target_epsilon is not None:
+            sigma = calibrate(settings.target_epsilon, release, rounds, settings.delta,
+                              settings.accountant)
+        return cls(settings, release, sigma)
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return Mechanism(self.settings.clip, self.noise_multiplier)
+
+    def epsilon(self, rounds: int) -> float | None:
+        """ε spent after `rounds` rounds of releases (None: no noise, no guarantee)."""
+        eps = epsilon(self.noise_multiplier, self.release, rounds, self.settings.delta,
+                      self.settings.accountant)
+        return None if math.isinf(eps) else eps
+
+    def summary(self, rounds: int) -> dict[str, Any]:
+        """What a summary says of privacy after `rounds` rounds (ε None: no guarantee)."""
+        s = self.settings
+        return {"epsilon": self.epsilon(rounds), "delta": s.delta,
+                "noise_multiplier": self.noise_multiplier, "clip": s.clip, "where": s.where,
+                "level": s.level, "secure_aggregation": s.secure_aggregation,
+                "sample_rate": self.release.sample_rate,
+                "releases_per_round": self.release.steps}
+
+
 def _accountant(name: str) -> Any:
     from opacus.accountants import PRVAccountant, RDPAccountant
 
