@@ -171,6 +171,9 @@ class DsslConfig(EngineSettings):
                              f"{self.mar_gamma_max}")
         if self.test is not None and self.data is None:
             raise ValueError("test: give `data` too (the default mnist brings its own test set)")
+        if self.privacy is not None and self.method == "mar" and self.mar_target == "reference":
+            raise ValueError("privacy: MAR's exchanged latents are not protected, only model "
+                             "updates; use mar_target: model, or another method")
         return self
 
     @property

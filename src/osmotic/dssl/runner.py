@@ -33,6 +33,7 @@ from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAR, OBJECTIVES, VISIBLE, SimSiam, gamma_at
 from osmotic.holarchy.builders import fedavg, regular
 from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.privacy import dp_sgd, plan_privacy
 from osmotic.holarchy.schedule import Participation, SyncSchedule
 from osmotic.holarchy.terminals import make_terminals
 from osmotic.models import ModelError
@@ -237,6 +238,8 @@ class DsslJob:
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
         if self.config.partial:
             row.update(trained=len(trained), reported=len(reported))
+        if self.schedule.privacy is not None:
+            row["epsilon"] = self.schedule.privacy.epsilon(unit)
         if c.probe_every and unit % c.probe_every == 0 and unit < c.rounds:
             row["linear_probe_accuracy"] = self.prober(self.consensus(), knn=False)["linear"]
         return row
@@ -347,13 +350,17 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
         partitions.record(data.train.labels.numpy(), parts, terminals, rd.path, rd.plots,
                           f"{config.partition}: samples per class per client")
     build = module_builder(config, shape)
-    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, budget=1)
+    participation = Participation(holarchy, config.participation, config.dropout_rate,
+                                  config.seed)
+    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
+                           batch_size=config.batch_size, epochs=config.local_epochs,
+                           steps=config.local_steps, seed=config.seed)
+    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, budget=1,
+                                     privacy=privacy)
     init = schedule.init
     prober = Prober(build(), data, config.seed)
     pick = np.random.default_rng(config.seed).choice(len(data.train), config.drift_batch,
                                                      replace=len(data.train) < config.drift_batch)
-    participation = Participation(holarchy, config.participation, config.dropout_rate,
-                                  config.seed)
     sample = data.train.images[torch.from_numpy(pick)]
 
     def finish(job: DsslJob, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list]:
@@ -365,7 +372,8 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
                                objective=objective_of(config, data),
                                optimizer=config.optimizer,
                                optimizer_params=_optimizer_params(config),
-                               keep_optimizer_state=config.keep_optimizer_state),
+                               keep_optimizer_state=config.keep_optimizer_state,
+                               **dp_sgd(privacy)),
         lambda engine: DsslJob(config, holarchy, engine, schedule, prober, sample,
                                participation),
         total=config.rounds, unit="round", label=f"dssl {config.name}",
@@ -376,6 +384,8 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
         summary.update(input_shape=list(shape), classes=data.classes)
     if config.partial:
         summary.update(participation=config.participation, dropout_rate=config.dropout_rate)
+    if privacy is not None:
+        summary["privacy"] = privacy.summary(config.rounds)
     summary["run_dir"] = str(rd.path)
     from osmotic.dssl.plots import plot_run
 

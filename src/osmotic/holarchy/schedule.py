@@ -22,7 +22,7 @@ Models are flat parameter vectors; averaging uses the package's "mean" strategy.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -78,13 +78,17 @@ class Participation:
     def everyone(self) -> bool:
         return self.fraction == 1 and self.dropout_rate == 0
 
+    def drawn(self, parent: str) -> int:
+        """How many of `parent`'s terminals train in every round."""
+        return max(1, int(self.fraction * len(self.groups[parent]) + 0.5))
+
     def draw(self, round_: int) -> tuple[list[str], list[str]]:
         """(trained, reported) terminals of round `round_`, in holarchy order."""
         if self.everyone:
             return list(self.terminals), list(self.terminals)
         chosen: set[str] = set()
         for parent, members in self.groups.items():
-            k = max(1, int(self.fraction * len(members) + 0.5))
+            k = self.drawn(parent)
             rng = np.random.default_rng(agent_seed(self.seed, parent, f"participation:{round_}"))
             chosen.update(members[i] for i in rng.choice(len(members), k, replace=False))
         trained = [t for t in self.terminals if t in chosen]
@@ -93,10 +97,25 @@ class Participation:
         return trained, reported
 
 
+class Private(Protocol):
+    """What the schedule asks of a privacy block (`holarchy.privacy.HolarchyPrivacy`)."""
+
+    drawn: dict[str, int]
+
+    def sent(self, round_: int, terminal: str, trained: Tensor, received: Tensor
+             ) -> tuple[Tensor, Tensor]: ...
+
+    def averages_centrally(self, head: str) -> bool: ...
+
+    def head_noise(self, round_: int, head: str, shape: torch.Size,
+                   dtype: torch.dtype) -> Tensor | None: ...
+
+
 class SyncSchedule:
     """Holds the non-terminals' models, budgets and pending reports between rounds."""
 
-    def __init__(self, holarchy: Holarchy, weights: dict[str, float], budget: int, init: Tensor):
+    def __init__(self, holarchy: Holarchy, weights: dict[str, float], budget: int, init: Tensor,
+                 privacy: Private | None = None):
         if budget < 1:
             raise ValueError(f"budget K must be >= 1, got {budget}")
         self.h = holarchy
@@ -109,15 +128,19 @@ class SyncSchedule:
         self.init = init
         self.traffic = Traffic(holarchy.preorder(), init.numel() * init.element_size())
         self._mean = make_strategy("mean")
+        self.privacy = privacy
+        self.round = 0
+        self.held: dict[str, Tensor] = {}  # what each terminal started the round from (privacy)
 
     @classmethod
     def starting(cls, holarchy: Holarchy, build: Callable[[], nn.Module],
-                 parts: Sequence[np.ndarray], seed: int, budget: int) -> SyncSchedule:
+                 parts: Sequence[np.ndarray], seed: int, budget: int,
+                 privacy: Private | None = None) -> SyncSchedule:
         """The schedule of a fresh run: every holon starts from the weights the root's seed
         draws (`init`), and a terminal weighs by its data size (`parts`, in terminal order)."""
         init = Population(build, [holarchy.root], seed).flat()[0]
         sizes = {t: len(p) for t, p in zip(holarchy.terminals(), parts, strict=True)}
-        return cls(holarchy, holarchy.weights(sizes), budget, init)
+        return cls(holarchy, holarchy.weights(sizes), budget, init, privacy)
 
     def _average(self, ids: Sequence[str], models: dict[str, Tensor]) -> Tensor:
         """Paper Eq. 12: models of `ids` weighted by their data sizes."""
@@ -138,9 +161,11 @@ class SyncSchedule:
     def step(self, terminal_models: Tensor, reported: Collection[str] | None = None) -> Tensor:
         """One round of communication; `terminal_models` is [terminals, P] in holarchy order,
         `reported` the terminals whose models arrive this round (default: all)."""
+        self.round += 1
         models: dict[str, Tensor] = dict(zip(self.terminals, terminal_models, strict=True))
-        models.update(self.models)
         reporting = set(self.terminals if reported is None else reported)
+        updates = self._privatised(models, reporting)
+        models.update(self.models)
         absent = set(self.terminals) - reporting  # sat the round out, or dropped out
         fresh = set(reporting)  # models new this round
         for s in self.h.nonterminals():  # bottom-up: members before their super-holon
@@ -155,7 +180,7 @@ class SyncSchedule:
             got = self.reports[s]
             if not got or any(m not in got and m not in absent for m in head.members):
                 continue  # waiting for a slower member, or nobody reported
-            models[s] = self._average([m for m in head.members if m in got], got)
+            models[s] = self._aggregate(s, [m for m in head.members if m in got], got, updates)
             self.reports[s] = {}
             fresh.add(s)
             self.used[s] += 1
@@ -175,7 +200,36 @@ class SyncSchedule:
                     self.used[m] = 0
             self.traffic.send(s, "vertical", len(head.members))
         self.models = {h: models[h].clone() for h in self.models}
-        return torch.stack([models[t] for t in self.terminals])
+        out = torch.stack([models[t] for t in self.terminals])
+        if self.privacy is not None:
+            self.held = dict(zip(self.terminals, out.clone(), strict=True))
+        return out
+
+    def _privatised(self, models: dict[str, Tensor], reporting: set[str]) -> dict[str, Tensor]:
+        """Replace each reporting terminal's model by what it sends under the privacy block
+        (`holarchy.privacy`); returns their updates (empty without privacy)."""
+        if self.privacy is None:
+            return {}
+        updates = {}
+        for t in self.terminals:
+            if t in reporting:
+                received = self.held.get(t, self.init)
+                models[t], updates[t] = self.privacy.sent(self.round, t, models[t], received)
+        return updates
+
+    def _aggregate(self, head: str, ids: list[str], got: dict[str, Tensor],
+                   updates: dict[str, Tensor]) -> Tensor:
+        """The new model of `head` from its members `ids` that reported: Eq. 12, or under
+        central noise the head's model plus the noisy sum of the clipped updates over the
+        number of members it draws (`holarchy.privacy`)."""
+        p = self.privacy
+        if p is None or not p.averages_centrally(head):
+            return self._average(ids, got)
+        total = torch.stack([updates[m] for m in ids]).sum(0)
+        noise = p.head_noise(self.round, head, total.shape, total.dtype)
+        if noise is not None:
+            total = total + noise
+        return self.models[head] + total / p.drawn[head]
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """For checkpoints: holon models and pending reports as tensors (copies, so none share
@@ -183,8 +237,10 @@ class SyncSchedule:
         tensors = {f"model/{h}": m.clone() for h, m in self.models.items()}
         tensors.update({f"report/{s}/{m}": x.clone()
                         for s, got in self.reports.items() for m, x in got.items()})
+        tensors.update({f"held/{t}": x.clone() for t, x in self.held.items()})
         return tensors, {"used": dict(self.used), "messages": self.traffic.per_holon(),
-                         "reports": {s: list(got) for s, got in self.reports.items()}}
+                         "reports": {s: list(got) for s, got in self.reports.items()},
+                         "round": self.round}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Inverse of `state`."""
@@ -192,4 +248,7 @@ class SyncSchedule:
         self.reports = {s: {m: tensors[f"report/{s}/{m}"].clone() for m in members}
                         for s, members in meta["reports"].items()}
         self.used = dict(meta["used"])
+        self.round = meta.get("round", 0)
+        self.held = {t: tensors[f"held/{t}"].clone() for t in self.terminals
+                     if f"held/{t}" in tensors}
         self.traffic.messages = {h: dict(c) for h, c in meta["messages"].items()}

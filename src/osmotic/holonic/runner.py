@@ -23,6 +23,7 @@ from osmotic.data.datasets import load_dataset
 from osmotic.data.splits import Dataset
 from osmotic.holarchy.draw import draw_holarchy
 from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.privacy import dp_sgd, plan_privacy
 from osmotic.holarchy.schedule import Participation, SyncSchedule
 from osmotic.holarchy.terminals import make_terminals
 from osmotic.holarchy.trainer import Evaluator
@@ -85,10 +86,14 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                           f"{config.distribution}: samples per class per terminal")
         draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
-    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget)
-    evaluator = Evaluator(build(), data.test.images, data.test.labels)
     participation = Participation(holarchy, config.participation, config.dropout_rate,
                                   config.seed)
+    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
+                           batch_size=config.batch_size, epochs=config.local_epochs,
+                           seed=config.seed)
+    schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget,
+                                     privacy)
+    evaluator = Evaluator(build(), data.test.images, data.test.labels)
 
     def finish(job: HolonicJob, rows: list[dict[str, Any]]) -> HolonicJob:
         _save_models(rd, terminals, job.engine.state(), schedule)
@@ -96,7 +101,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
 
     rounds = session.train(
         lambda: make_terminals(config, terminals, schedule.init, data.train, parts,
-                               model=build),
+                               model=build, **dp_sgd(privacy)),
         lambda engine: HolonicJob(config, holarchy, engine, schedule, evaluator, participation),
         total=config.rounds, unit="round", label=f"holonic {config.name}/{config.distribution}",
         checkpoint_every=config.checkpoint_every or config.budget, finish=finish, log=log,
@@ -116,6 +121,8 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                "model": config.model_name(data.input_shape),
                "input_shape": list(data.input_shape), "classes": data.classes,
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
+    if privacy is not None:
+        summary["privacy"] = privacy.summary(config.rounds)
     return session.finish(summary).summary
 
 
@@ -170,6 +177,8 @@ class HolonicJob:
                "trained": len(trained), "reported": len(reported),
                **self.schedule.traffic.totals(),
                "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
+        if self.schedule.privacy is not None:
+            row["epsilon"] = self.schedule.privacy.epsilon(round_)
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
             row.update(self.evaluate(models))
             self.eval_seconds += time.perf_counter() - t1
