@@ -340,6 +340,11 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
     terminals = holarchy.terminals()
     parts = partitions.partition(data.train.labels.numpy(), config.clients, config.partition,
                                  config.seed, config.alpha)
+    participation = Participation(holarchy, config.participation, config.dropout_rate,
+                                  config.seed)
+    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
+                           batch_size=config.batch_size, epochs=config.local_epochs,
+                           steps=config.local_steps, seed=config.seed)
     session = Session.open(config, out, resume=resume, record={
         "data_source": data.source, "data_in_memory": in_memory,
         "graph": [list(e) for e in holarchy.edges]})
@@ -350,11 +355,6 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
         partitions.record(data.train.labels.numpy(), parts, terminals, rd.path, rd.plots,
                           f"{config.partition}: samples per class per client")
     build = module_builder(config, shape)
-    participation = Participation(holarchy, config.participation, config.dropout_rate,
-                                  config.seed)
-    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
-                           batch_size=config.batch_size, epochs=config.local_epochs,
-                           steps=config.local_steps, seed=config.seed)
     schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, budget=1,
                                      privacy=privacy)
     init = schedule.init

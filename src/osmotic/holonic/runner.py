@@ -75,6 +75,11 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
     labels = data.train.labels.numpy()
     parts = partitions.partition(labels, len(terminals), config.distribution, config.seed,
                                  config.alpha)
+    participation = Participation(holarchy, config.participation, config.dropout_rate,
+                                  config.seed)
+    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
+                           batch_size=config.batch_size, epochs=config.local_epochs,
+                           seed=config.seed)
     session = Session.open(config, out, resume=resume, record={
         "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
         "data_in_memory": in_memory})
@@ -86,11 +91,6 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                           f"{config.distribution}: samples per class per terminal")
         draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
-    participation = Participation(holarchy, config.participation, config.dropout_rate,
-                                  config.seed)
-    privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
-                           batch_size=config.batch_size, epochs=config.local_epochs,
-                           seed=config.seed)
     schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget,
                                      privacy)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)

@@ -1,0 +1,154 @@
+"""Differential privacy in the averaging modes: a block that does nothing changes nothing, the
+ε reported is Opacus' own, a target ε is kept, what a head sees is clipped and noised as said,
+and bad privacy settings are one line naming the field."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+
+import osmotic
+from osmotic.cli import EXIT
+from osmotic.holarchy.builders import fedavg
+from osmotic.holarchy.privacy import HolarchyPrivacy
+from osmotic.holarchy.schedule import Participation
+from osmotic.runtime.privacy import PrivacySettings
+from tests.test_modes import TINY
+from tests.test_trust import cli, numbers, one_line
+
+FEDAVG = {"holarchy": {"id": "R", "members": [str(i) for i in range(10)]}}
+HOLONIC = {**TINY["holonic"], "rounds": 3}
+NOTHING = [{"clip": None, "noise_multiplier": 0}, {"clip": math.inf, "noise_multiplier": 0}]
+
+
+def opacus_epsilon(sigma: float, rate: float, steps: int, delta: float) -> float:
+    acc = RDPAccountant()
+    acc.history = [(sigma, rate, steps)]
+    return acc.get_epsilon(delta)
+
+
+@pytest.mark.parametrize("block", NOTHING)
+@pytest.mark.parametrize("mode", ["holonic", "dssl"])
+def test_no_clip_and_no_noise_is_the_run_without_privacy(mode: str, block: dict[str, Any],
+                                                         tmp_path: Path) -> None:
+    settings = HOLONIC if mode == "holonic" else TINY[mode]
+    plain = osmotic.run(mode=mode, out=tmp_path / "plain", progress=False, **settings).summary
+    private = osmotic.run(mode=mode, out=tmp_path / "private", progress=False, privacy=block,
+                          **settings).summary
+    assert private.pop("privacy")["epsilon"] is None  # no noise: no guarantee claimed
+    assert numbers(private) == numbers(plain)
+    rows = [json.loads(line) for line in (tmp_path / "private" / "metrics.jsonl").open()]
+    assert [r["epsilon"] for r in rows] == [None] * len(rows)
+
+
+@pytest.mark.parametrize("where", ["central", "local"])
+def test_the_epsilon_reported_is_opacus_own(where: str, tmp_path: Path) -> None:
+    run = osmotic.run(mode="holonic", out=tmp_path / "r", progress=False,
+                      **{**HOLONIC, "structure": None, "holarchy": FEDAVG, "participation": 0.3,
+                         "privacy": {"clip": 1.0, "noise_multiplier": 1.3, "where": where,
+                                     "delta": 1e-3}})
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").open()]
+    if where == "central":  # a head draws 3 of its 10 terminals a round: rate 0.3
+        expected = [opacus_epsilon(1.3, 0.3, r, 1e-3) for r in (1, 2, 3)]
+    else:  # the head knows who sent: rate 1, each round the busiest terminal reported in
+        counts = Participation(fedavg(10), 0.3, 0.0, 0).draw
+        reported = [set(counts(r)[1]) for r in (1, 2, 3)]
+        busiest = [max(sum(str(t) in got for got in reported[:r]) for t in range(10))
+                   for r in (1, 2, 3)]
+        expected = [opacus_epsilon(1.3, 1.0, n, 1e-3) for n in busiest]
+    assert [r["epsilon"] for r in rows] == pytest.approx(expected, rel=1e-12)
+    assert run.summary["privacy"]["epsilon"] == pytest.approx(expected[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("where", ["central", "local"])
+def test_a_target_epsilon_is_kept(where: str, tmp_path: Path) -> None:
+    run = osmotic.run(mode="holonic", out=tmp_path / "r", progress=False,
+                      **{**HOLONIC, "structure": None, "holarchy": FEDAVG, "participation": 0.5,
+                         "privacy": {"clip": 0.5, "target_epsilon": 4.0, "where": where,
+                                     "delta": 1e-3}})
+    privacy = run.summary["privacy"]
+    assert 3.5 < privacy["epsilon"] <= 4.0 and privacy["noise_multiplier"] > 0
+
+
+def holarchy_privacy(where: str, noise: float, clip: float = 1.0) -> HolarchyPrivacy:
+    h = fedavg(4)
+    return HolarchyPrivacy(PrivacySettings(clip=clip, noise_multiplier=noise, where=where,
+                                           delta=1e-3), h, Participation(h), dict.fromkeys(
+                                               h.terminals(), 100), 3, batch_size=10,
+                           epochs=1, seed=0)
+
+
+def test_updates_are_clipped_and_local_noise_is_the_terminals_own() -> None:
+    received = torch.zeros(50)
+    trained = torch.full((50,), 3.0)
+    sent, update = holarchy_privacy("central", 1.0).sent(1, "0", trained, received)
+    assert update.norm() == pytest.approx(1.0) and torch.equal(sent, received + update)
+    local = holarchy_privacy("local", 1.0)
+    a, _ = local.sent(1, "0", trained, received)
+    again, _ = local.sent(1, "0", trained, received)
+    other, _ = local.sent(1, "1", trained, received)
+    assert torch.equal(a, again) and not torch.equal(a, other)  # seeded per terminal, round
+    assert (a - received).norm() > 1.5  # clipped to 1, then noise of std 1 per coordinate
+    small = torch.full((50,), 0.01)
+    kept, _ = holarchy_privacy("central", 0.0, clip=10.0).sent(1, "0", small, received)
+    assert kept is small  # nothing to clip, no noise: the very same tensor
+
+
+def test_central_noise_is_added_once_by_the_head_over_a_fixed_denominator() -> None:
+    from osmotic.holarchy.schedule import SyncSchedule
+
+    p = holarchy_privacy("central", 0.5, clip=1.0)
+    h = fedavg(4)
+    schedule = SyncSchedule(h, dict.fromkeys(h.terminals(), 1.0), 1, torch.zeros(3), p)
+    trained = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0], [0.0, 0.0, 0.0],
+                            [0.0, 0.0, 0.0]])
+    out = schedule.step(trained, reported=["0", "1"])  # two of the four drawn reported
+    noise = p.head_noise(1, h.root, torch.Size([3]), torch.float32)
+    assert noise is not None and noise.std() > 0.1
+    expected = (torch.tensor([0.6, 0.8, 0.0]) + torch.tensor([0.3, 0.4, 0.0]) + noise) / 4
+    assert torch.allclose(out, expected.expand(4, -1))  # clipped, summed, noised once, / 4
+
+
+@pytest.mark.parametrize(("block", "field"), [
+    ("{clip: 0, noise_multiplier: 1}", "privacy.clip"),
+    ("{clip: 1, noise_multiplier: -1}", "privacy.noise_multiplier"),
+    ("{clip: 1, target_epsilon: 0.00001}", "privacy.target_epsilon"),
+    ("{clip: 1, noise_multiplier: 1, delta: 0}", "privacy.delta"),
+    ("{clip: 1, noise_multiplier: 1, delta: 1}", "privacy.delta"),
+    ("{noise_multiplier: 1}", "privacy"),
+    ("{clip: 1, noise_multiplier: 1, target_epsilon: 3}", "privacy"),
+])
+def test_bad_privacy_settings_are_one_line_naming_the_field(block: str, field: str,
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture
+                                                            ) -> None:
+    code, err = cli(capsys, "holonic", "run", "--structure", "1P", "--data", "digits",
+                    "--rounds", "2", "--privacy", f"{{where: local, {block[1:]}",
+                    "--out", str(tmp_path / "r"))
+    assert code == EXIT["input"]
+    assert f"{field}:" in one_line(err)
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+
+
+def test_central_noise_with_neighbours_is_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    code, err = cli(capsys, "holonic", "run", "--structure", "2L", "--data", "digits",
+                    "--privacy", "{clip: 1, noise_multiplier: 1}", "--out", str(tmp_path / "r"))
+    assert code == EXIT["input"]
+    assert "privacy.where: central noise is added by a head" in one_line(err)
+
+
+def test_a_delta_too_large_for_the_population_is_a_one_line_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = cli(capsys, "holonic", "run", "--structure", "1P", "--data", "digits",
+                    "--rounds", "1", "--local-epochs", "1", "--privacy",
+                    "{clip: 1, noise_multiplier: 1, where: local, delta: 0.2}",
+                    "--out", str(tmp_path / "r"))
+    assert code == EXIT["done"]
+    warnings = [line for line in err.splitlines() if line.startswith("warning: privacy.delta")]
+    assert len(warnings) == 1 and "1 / 10 terminals" in warnings[0]
