@@ -18,8 +18,11 @@ sends minus the model it received) is clipped to L2 norm `clip`.
   The head knows who sent, so no subsampling amplification is claimed: a terminal's ε counts
   every round it reported, at sampling rate 1; ε is that of the terminal that reported most.
 Record level (`level: record`): DP-SGD inside each terminal (per-sample clipping and noise,
-`holarchy.trainer`); ε is per training sample at sampling rate batch / samples per local step,
-reported for the terminal that spends most (the smallest, drawn most often).
+`holarchy.trainer`); ε is per training sample, at sampling rate batch / samples for every
+local step of every round its terminal trains in. It is reported for the smallest terminal as
+if drawn as often as the busiest one: an upper bound for all, since over E local epochs a
+terminal with n samples spends about 2·b·E·α / (σ²·n) in Rényi terms (rate b / n, E·n / b
+steps): the less data, the more it spends.
 
 Without noise no guarantee is claimed (ε None) and averaging keeps data-size weights; clipping
 alone still applies. An infinite clip and no noise change nothing, bit for bit.
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -65,14 +67,13 @@ class HolarchyPrivacy:
             smallest = min(sizes.values())
             worst = Release(min(1.0, batch_size / smallest), self._steps(smallest))
             self.budget = Budget.plan(settings, worst, int(reports[-1].max()))
-            self._sizes = sorted(set(sizes.values()))
         elif self.central:
             rate = max(participation.drawn(parent) / len(members)
                        for parent, members in participation.groups.items())
             self.budget = Budget.plan(settings, Release(rate), rounds)
         else:
             self.budget = Budget.plan(settings, Release(1.0), int(reports[-1].max()))
-        self._reports_so_far = reports
+        self._reports = reports
         self.drawn = {parent: participation.drawn(parent) for parent in participation.groups}
         warn_delta(settings.delta, len(self.terminals),
                    "training samples" if self.record else "terminals")
@@ -127,12 +128,7 @@ class HolarchyPrivacy:
             return None
         if self.central:
             return self.budget.epsilon(round_)
-        most = int(self._reports_so_far[min(round_, len(self._reports_so_far) - 1)].max())
-        if not self.record:
-            return self.budget.epsilon(most)
-        return max(_record_epsilon(self.noise_multiplier, self.settings.delta,
-                                   self.settings.accountant, min(1.0, self._work[0] / n),
-                                   self._steps(n) * most) for n in self._sizes)
+        return self.budget.epsilon(int(self._reports[min(round_, len(self._reports) - 1)].max()))
 
     def summary(self, round_: int) -> dict[str, Any]:
         return {**self.budget.summary(round_), "epsilon": self.epsilon(round_)}
@@ -174,14 +170,6 @@ class HolarchyPrivacy:
 def _generator(seed: int, holon: str, round_: int) -> torch.Generator:
     """Noise of one holon in one round, seeded statelessly: resume and engines agree."""
     return torch.Generator().manual_seed(agent_seed(seed, holon, f"dp-noise:{round_}"))
-
-
-@lru_cache(maxsize=4096)
-def _record_epsilon(sigma: float, delta: float, accountant: str, rate: float,
-                    steps: int) -> float:
-    from osmotic.runtime.privacy import epsilon
-
-    return epsilon(sigma, Release(rate, steps), 1, delta, accountant)
 
 
 def terminal_sizes(terminals: Sequence[str], parts: Sequence[Any]) -> dict[str, int]:
