@@ -11,6 +11,14 @@ self-supervised losses and AdamW for D-SSL.
 Randomness is per terminal: batch order from a generator seeded by (seed, terminal, "shuffle"),
 dropout noise from the terminal's own population generator, one [batch_size, noise width] draw
 per real step. A terminal trains identically alone or batched with any others.
+
+Record-level differential privacy (`dp_sgd`, DP-SGD of Abadi et al. 2016): each step every
+sample of every active terminal runs as an agent of its own, with its own copy of its
+terminal's parameters (`PerSample`), so one backward pass through the same batched forward gives
+every sample's gradient. Each sample's whole gradient is clipped, a terminal's real samples'
+clipped gradients are summed, Gaussian noise from the terminal's own generator (seeded by
+(seed, terminal, "dp-sgd")) is added and the sum divided by the configured batch size; the
+optimiser then steps as usual.
 """
 from __future__ import annotations
 
@@ -25,9 +33,23 @@ from torch import Tensor, nn
 from torch.nn.utils import vector_to_parameters
 
 from osmotic.engines.inprocess import heap_kept
+from osmotic.models.batched import batched_call
 from osmotic.runtime.objectives import CrossEntropy, Objective
 from osmotic.runtime.optim import make_optimizer
 from osmotic.runtime.population import Population, agent_seed
+from osmotic.runtime.privacy import Mechanism
+
+PER_SAMPLE_OBJECTIVES = ("cross_entropy", "mae")
+"""Objectives whose loss is the mean of per-sample losses, each of its own sample alone (and of
+the randomness drawn for it): those DP-SGD can train. An objective of one's own says so with a
+class attribute `per_sample = True`."""
+
+NOT_PER_SAMPLE = {
+    "simsiam": "SimSiam normalises its projector and predictor with each batch's statistics, "
+               "so a sample's loss depends on the others in its batch",
+    "mar": "MAR's MMD term compares the batch's latents as one set, so a sample's loss depends "
+           "on the others in its batch",
+}
 
 
 class LocalTrainer:
@@ -38,13 +60,21 @@ class LocalTrainer:
     `parts[i]` indexes the rows of `images` / `labels` that terminal `pop.agent_ids[i]` holds.
     With `keep_optimizer_state=False` the optimiser forgets its state at every `train` call
     (a fresh optimiser each round).
+
+    With `dp_sgd` (a `Mechanism`: clip, noise multiplier) every step is a DP-SGD step: each
+    real sample's gradient (all parameters together) clipped to L2 norm `clip`, summed per
+    terminal, plus Gaussian noise of standard deviation noise_multiplier × clip from the
+    terminal's own generator, divided by `batch_size` (fixed, also for a last partial batch, as
+    the accounting assumes); the loss reported is still each terminal's mean loss. Only
+    objectives with a per-sample loss qualify (`PER_SAMPLE_OBJECTIVES`), and the model's
+    forward must treat each sample on its own (no batch statistics).
     """
 
     def __init__(self, pop: Population, images: Tensor, labels: Tensor, parts: Sequence[Tensor],
                  batch_size: int = 32, lr: float = 0.01, seed: int = 0, *,
                  objective: Objective | None = None, optimizer: str = "sgd",
                  optimizer_params: dict[str, float] | None = None,
-                 keep_optimizer_state: bool = True):
+                 keep_optimizer_state: bool = True, dp_sgd: Mechanism | None = None):
         if batch_size < 1 or not lr > 0:
             raise ValueError(f"need batch_size >= 1 and lr > 0, got {batch_size} and {lr}")
         if len(parts) != len(pop):
@@ -61,6 +91,11 @@ class LocalTrainer:
                           for a in pop.agent_ids]
         self.opt = make_optimizer(optimizer, pop, lr, **(optimizer_params or {}))
         self.keep_optimizer_state = keep_optimizer_state
+        self.dp_sgd = dp_sgd
+        if dp_sgd is not None:
+            _check_per_sample(self.objective)
+            self.dp_generators = [torch.Generator().manual_seed(agent_seed(seed, a, "dp-sgd"))
+                                  for a in pop.agent_ids]
 
     def _epoch_plan(self) -> tuple[Tensor, Tensor]:
         """Sample indices [terminals, steps * batch] in each terminal's own order, and a mask of
@@ -111,15 +146,56 @@ class LocalTrainer:
                     continue
                 rows = idx[active, start : start + b]
                 weight = real[active, start : start + b].to(torch.float32)
-                loss = self.objective.loss(self.pop, self.images[rows], self.labels[rows],
-                                           weight, active)
-                self.opt.zero_grad()
-                loss.sum().backward()
+                if self.dp_sgd is None:
+                    loss = self.objective.loss(self.pop, self.images[rows], self.labels[rows],
+                                               weight, active)
+                    self.opt.zero_grad()
+                    loss.sum().backward()
+                else:
+                    loss = self._private_gradients(self.images[rows], self.labels[rows],
+                                                   weight, active)
                 self.opt.step(active)
                 n = weight.sum(1).double()
                 total[active] += loss.detach().double() * n
                 count[active] += n
         return total / count
+
+    def _private_gradients(self, x: Tensor, y: Tensor, weight: Tensor, active: Tensor) -> Tensor:
+        """One DP-SGD step's gradients, written as the parameters' `.grad` (rows of inactive
+        terminals zero); returns the active terminals' mean losses [A]."""
+        assert self.dp_sgd is not None
+        mech, (A, B) = self.dp_sgd, weight.shape
+        view = PerSample(self.pop, active, B)
+        loss = self.objective.loss(view, x, y, weight, active)
+        # d(Σ_a n_a · mean_a) / d(copy of sample b of terminal a) = weight_ab · ∇loss_ab
+        leaves = list(view.params.values())
+        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(
+            leaves, torch.autograd.grad(loss, leaves, grad_outputs=weight.sum(1),
+                                        allow_unused=True), strict=True)]
+        # Each sample's factor: its weight (padding rows 0) times its clipping scale, the one
+        # `Mechanism.clipped` applies to the sample's whole gradient (all parameters together).
+        # Summing with these factors per parameter spares a copy of every gradient.
+        coef = weight.flatten()
+        rows = [_sample_rows(g) for g in grads]  # [A * B, n] views, no copy
+        if mech.clip is not None:
+            norms = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(r, dim=1) for r in rows]), dim=0)
+            coef = coef * torch.where(norms > mech.clip, mech.clip / norms.clamp_min(1e-30),
+                                      torch.ones_like(norms))
+        noise = [mech.noise((self.pop.num_parameters(),), self.dp_generators[t])
+                 for t in active.tolist()]  # one draw per terminal, in `Population.flat` order
+        self.opt.zero_grad()
+        offset = 0
+        for v, g, r in zip(self.pop.params.values(), grads, rows, strict=True):
+            n = v[0].numel()
+            total = torch.bmm(coef.view(A, 1, B), r.view(A, B, n)).squeeze(1)  # [A, n]
+            total = _in_layout_of(total, g)  # [A, ...]
+            if noise[0] is not None:
+                total = total + torch.stack([z[offset : offset + n] for z in noise]).view_as(total)
+            v.grad = torch.zeros_like(v)
+            v.grad[active] = total / self.batch_size
+            offset += n
+        return loss.detach()
 
     @contextmanager
     def only(self, agents: Collection[int] | None) -> Iterator[None]:
@@ -140,6 +216,9 @@ class LocalTrainer:
         state and the objective's."""
         shuffle = {f"{a}/rng/shuffle": g.get_state()
                    for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True)}
+        if self.dp_sgd is not None:
+            shuffle.update({f"{a}/rng/dp-sgd": g.get_state()
+                            for a, g in zip(self.pop.agent_ids, self.dp_generators, strict=True)})
         return {**self.pop.agent_state(), **shuffle, **self.opt.state(),
                 **self.objective.state(self.pop.agent_ids)}
 
@@ -148,8 +227,85 @@ class LocalTrainer:
         self.pop.load_agent_state(state)
         for a, g in zip(self.pop.agent_ids, self.shufflers, strict=True):
             g.set_state(state[f"{a}/rng/shuffle"])
+        if self.dp_sgd is not None:
+            for a, g in zip(self.pop.agent_ids, self.dp_generators, strict=True):
+                g.set_state(state[f"{a}/rng/dp-sgd"])
         self.opt.load_state(state)
         self.objective.load_state(state, self.pop.agent_ids)
+
+
+def _memory_order(g: Tensor) -> list[int]:
+    """The dims of a per-sample gradient g [S, ...] after the first, outermost in memory first
+    (autograd may hand one back transposed: a linear layer's weight gradient from `bmm`)."""
+    return sorted(range(1, g.dim()), key=lambda d: -g.stride(d))
+
+
+def _sample_rows(g: Tensor) -> Tensor:
+    """g [S, ...] as rows [S, n] in its own memory order: a view, where a plain reshape of a
+    transposed gradient would copy it (as costly as the rest of the sum)."""
+    return g.permute(0, *_memory_order(g)).reshape(g.shape[0], -1)
+
+
+def _in_layout_of(rows: Tensor, g: Tensor) -> Tensor:
+    """Rows [A, n] in g's memory order (`_sample_rows`) as [A, ...] of g's trailing shape."""
+    order = _memory_order(g)
+    permuted = rows.view(len(rows), *(g.shape[d] for d in order))
+    return permuted.permute(0, *(1 + order.index(d) for d in range(1, g.dim())))
+
+
+def _check_per_sample(objective: Objective) -> None:
+    """Refuse, in one line, an objective whose loss is not a mean of per-sample losses."""
+    name = getattr(objective, "name", type(objective).__name__)
+    if getattr(objective, "per_sample", name in PER_SAMPLE_OBJECTIVES):
+        return
+    why = NOT_PER_SAMPLE.get(name, f"objective {name!r} does not say it has one (an objective "
+                             "whose loss is the mean of independent per-sample losses sets "
+                             "per_sample = True)")
+    raise ValueError(f"privacy.level record: DP-SGD needs a per-sample loss; {why}. Supported: "
+                     f"{', '.join(PER_SAMPLE_OBJECTIVES)}; or use privacy.level user")
+
+
+class PerSample:
+    """A population as an objective sees it in a DP-SGD step: each of the `batch` samples of
+    each terminal at positions `agents` runs as an agent of its own, through the population's
+    functional forward (`batched_call`, the model's `batched_forward` when it has one), with its
+    own copy of its terminal's parameters (`params`, leaves [A * batch, ...], sample b of
+    terminal a at row a * batch + b). The gradient of a copy is then that sample's gradient.
+    Everything else (generators, `rand`, the template) is the population's own, so the
+    objective draws exactly the randomness it draws in a plain step."""
+
+    def __init__(self, pop: Population, agents: Tensor, batch: int):
+        self.pop, self.agents, self.batch = pop, agents, batch
+        self.params = {k: v.detach()[agents].repeat_interleave(batch, 0).requires_grad_(True)
+                       for k, v in pop.params.items()}
+        self.buffers = {k: v[agents].repeat_interleave(batch, 0) for k, v in pop.buffers.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pop, name)
+
+    def __call__(self, *args: Tensor, agents: Tensor | None = None,
+                 params: dict[str, Tensor] | None = None) -> object:
+        """The forward of `args` [A, batch, ...] for the terminals `agents` (those of the
+        step), each sample alone; outputs come back as [A, batch, ...]. With `params` (a
+        reference model, no per-sample gradient) the population's own forward."""
+        if params is not None:
+            return self.pop(*args, agents=agents, params=params)
+        if agents is None or not torch.equal(agents, self.agents):
+            raise ValueError("a DP-SGD step runs the step's terminals only")
+        A, B = len(self.agents), self.batch
+        for a in args:
+            if tuple(a.shape[:2]) != (A, B):
+                raise ValueError(f"DP-SGD: expected inputs [{A}, {B}, ...], got {list(a.shape)}")
+        out = batched_call(self.pop.template, self.params, self.buffers,
+                           *(a.reshape(A * B, 1, *a.shape[2:]) for a in args))
+        return _unflatten(out, A, B)
+
+
+def _unflatten(out: Any, A: int, B: int) -> Any:
+    """Per-sample outputs [A * B, 1, ...] (or tuples of them) as [A, B, ...]."""
+    if isinstance(out, tuple | list):
+        return type(out)(_unflatten(o, A, B) for o in out)
+    return out.reshape(A, B, *out.shape[2:])
 
 
 class Terminals:
