@@ -77,9 +77,12 @@ class OsmlConfig(EngineSettings):
                             "epoch is always evaluated); evaluation is O(agents² · steps²)")
     rank_pairs: int | None = Field(2000, ge=1, description="rank at most this many ordered "
                                    "agent pairs per sub-context (a seeded sample beyond it)")
-    privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
-                                            "travels: {clip, noise_multiplier or target_epsilon, "
-                                            "delta, where, level, secure_aggregation}")
+    privacy: PrivacySettings | None = Field(None, description="differential privacy on the "
+                                            "embeddings agents send the diffuser: {clip, "
+                                            "noise_multiplier or target_epsilon, delta}; the "
+                                            "noise is added at the agent (where: local, the "
+                                            "default here) and protects one time step of an "
+                                            "agent's series (level: user and record alike)")
     seed: int = Field(0, ge=0)
 
     @field_validator("data")
@@ -101,6 +104,18 @@ class OsmlConfig(EngineSettings):
         raise ValueError("expected {train: CSV file, test: CSV file} or {generated: simple or "
                          "complex, seed: 0 to 2^32 - 1}")
 
+    @field_validator("privacy", mode="before")
+    @classmethod
+    def _local_by_default(cls, v: Any) -> Any:
+        """OSM-L's noise is added by the agent before its embedding leaves it: a privacy block
+        that does not say where is local here (the shared default, central, means nothing in
+        OSM-L and is refused when asked for; `_osml_privacy`)."""
+        if isinstance(v, dict) and "where" not in v:
+            return {**v, "where": "local"}
+        if isinstance(v, PrivacySettings) and "where" not in v.model_fields_set:
+            return v.model_copy(update={"where": "local"})
+        return v
+
     @field_validator("encoder")
     @classmethod
     def _located(cls, v: str) -> str:
@@ -114,6 +129,22 @@ class OsmlConfig(EngineSettings):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {self.strategy!r}; choose from {sorted(STRATEGIES)}")
         resolve_model(self.encoder)  # a ModelError (a ValueError): one line naming it
+        return self
+
+    @model_validator(mode="after")
+    def _osml_privacy(self) -> OsmlConfig:
+        """What a privacy block can mean in OSM-L: noise added by each agent to the embeddings
+        it sends (local), on every embedding the diffuser receives (so never a masked sum). The
+        protected unit is a time step of an agent's series whichever `level` is given."""
+        p = self.privacy
+        if p is None:
+            return self
+        if p.where != "local":
+            raise ValueError("privacy.where: OSM-L adds noise at the agent (local), before its "
+                             "embedding leaves it; central is not a choice here")
+        if p.secure_aggregation:
+            raise ValueError("privacy.secure_aggregation: not available in OSM-L: the diffuser "
+                             "needs each agent's embedding, not only their sum")
         return self
 
     @classmethod

@@ -1,8 +1,35 @@
-"""An OSM-L run: agents in shards, a diffuser, epochs of lock-step batches, honest metrics."""
+"""An OSM-L run: agents in shards, a diffuser, epochs of lock-step batches, honest metrics.
+
+Privacy (`OsmlConfig.privacy`). What an agent sends the diffuser, its embeddings of training
+windows, is clipped to L2 norm `clip` per embedding vector (one agent, one window) and gets
+Gaussian noise of standard deviation `noise_multiplier` × clip at the agent, before it leaves
+(`sent`): the training batches' embeddings and those of every clustering alike. The agent's
+own, un-noised embeddings still drive its alignment loss inside it; only what the diffuser
+receives is privatised. The noise is drawn per agent from a generator seeded from the run's
+seed, the epoch, the purpose (training or clustering), the batch's first window and the
+agent's id, never from a running stream: the engine, the number of actors and an interruption
+do not change it. Evaluation on the test split measures the simulation and is no release: it
+is not noised.
+
+Accounting: the protected unit is one time step of one agent's series (its value replaced
+by another). Replacement, not addition or removal, because a series has a fixed length: a
+neighbouring series differs in one step's value, every window keeps its place. A step lies in
+`window` (w) windows, so it changes w embeddings of each pass over the windows; each is
+clipped to norm `clip`, so under replacement it moves by at most 2 × clip (from one point of
+the ball to another): each release is a Gaussian mechanism of sensitivity 2 × clip, that is
+of noise multiplier `noise_multiplier` / 2 in units of its sensitivity. A pass over the
+training windows releases every window once: once per epoch for training, once more in an
+epoch that clusters. The budget is planned as `Release(sample_rate=1, steps=w,
+sensitivity=2)` per pass and ε after epoch e is Opacus' figure for `passes(e)` passes (e plus
+the number of clusterings up to e); `target_epsilon` is spent over the whole run's passes.
+The encoder is taken as given at each release: it is trained on the agent's own series, so
+through its weights a later embedding of any window depends a little on every step; that
+route is not counted (counting it would put every training window, not w, in each pass).
+"""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +43,15 @@ from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
 from osmotic.runtime.lifecycle import Logger, check_finite
+from osmotic.runtime.population import agent_seed
+from osmotic.runtime.privacy import Budget, Mechanism, Release, warn_delta
 from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import make_strategy
 
 Series = dict[str, np.ndarray]
+Sender = Callable[[torch.Tensor, int], torch.Tensor]
+"""What a batch of embeddings [agents, windows, d] from a given window becomes on its way to
+the diffuser."""
 
 
 @dataclass
@@ -71,14 +103,52 @@ def _names(groups: list[list[int]], ids: list[str]) -> list[list[str]]:
     return [sorted(ids[i] for i in g) for g in groups]
 
 
-def embed_all(engine: Any, split: str, n_steps: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def passes(epoch: int, cluster_every: int) -> int:
+    """Passes over the training windows that released embeddings by the end of `epoch`: one
+    per epoch, one more per clustering (epochs that are multiples of `cluster_every`)."""
+    return epoch + epoch // cluster_every
+
+
+def privacy_budget(config: OsmlConfig) -> Budget | None:
+    """The run's privacy plan (None without a privacy block): `window` releases of
+    sensitivity 2 × clip per pass, a `target_epsilon` spread over all the run's passes."""
+    if config.privacy is None:
+        return None
+    return Budget.plan(config.privacy, Release(sample_rate=1.0, steps=config.window,
+                                               sensitivity=2.0),
+                       passes(config.epochs, config.cluster_every))
+
+
+def sent(mechanism: Mechanism, E: torch.Tensor, ids: Sequence[str], seed: int, epoch: int,
+         purpose: str, start: int) -> torch.Tensor:
+    """What agents `ids` send the diffuser for embeddings E [agents, windows, d] of the
+    windows from `start`: each vector clipped to norm `clip`, plus the agent's own Gaussian
+    noise, drawn from a generator seeded by (`seed`, agent, `purpose`, `epoch`, `start`)."""
+    n, b, d = E.shape
+    out = mechanism.clipped(E.detach().reshape(n * b, d)).reshape(n, b, d)
+    if mechanism.std == 0:
+        return out
+    noise = []
+    for a in ids:
+        stream = f"privacy:{purpose}:{epoch}:{start}"
+        g = torch.Generator().manual_seed(agent_seed(seed, a, stream))
+        noise.append(mechanism.noise((b, d), g, out.dtype))
+    return out + torch.stack(noise)
+
+
+def embed_all(engine: Any, split: str, n_steps: int, batch_size: int,
+              send: Sender | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every step's embeddings [agents, steps, d] under the current models, and each agent's
     preservation loss averaged over the steps [agents]; no training. Each batch is written
-    into its place (a list of batches and their concatenation held the embeddings twice)."""
+    into its place (a list of batches and their concatenation held the embeddings twice).
+    `send(e, start)`: what becomes of each batch's embeddings on the way (privacy)."""
     E: torch.Tensor | None = None
     Ps = []
     for start, stop in _batches(n_steps, batch_size):
         e, P = engine.embed(split, start, stop)
+        if send is not None:
+            e = send(e, start)
         if E is None:
             E = e.new_empty(e.shape[0], n_steps, e.shape[2])
         E[:, start:stop] = e
@@ -88,7 +158,10 @@ def embed_all(engine: Any, split: str, n_steps: int, batch_size: int) -> tuple[t
 
 
 def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, ids: list[str]) -> dict[str, Any]:
-    """Test metrics under the diffuser's current sub-contexts, plus the test embeddings."""
+    """Test metrics under the diffuser's current sub-contexts, plus the test embeddings.
+
+    A measurement of the simulation, not something agents send: the test embeddings are
+    neither clipped nor noised, whatever `config.privacy` says."""
     E, P = embed_all(engine, "test", n_steps, config.batch_size)
     test_loss = objective(E, P, diffuser.contexts(E), config.alpha)
     groups = diffuser.groups or [list(range(len(ids)))]  # no sub-context: score all agents
@@ -147,6 +220,17 @@ class OsmlJob:
         self.train_seconds = self.train_cpu_seconds = 0.0
         self.last_eval: dict[str, Any] | None = None
         self._batch_task: Any = None
+        self.budget = privacy_budget(config)
+        if self.budget is not None and self.budget.noise_multiplier > 0:
+            warn_delta(self.budget.settings.delta, self.n_train + config.window - 1,
+                       "time steps")
+
+    def _sender(self, epoch: int, purpose: str) -> Sender | None:
+        """What the agents' embeddings go through on their way to the diffuser (None: nothing)."""
+        if self.budget is None or self.budget.settings.identity:
+            return None
+        mechanism, seed = self.budget.mechanism, self.config.seed
+        return lambda E, start: sent(mechanism, E, self.ids, seed, epoch, purpose, start)
 
     def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         tensors, rest = self.diffuser.state()
@@ -162,7 +246,8 @@ class OsmlJob:
     def status(self, row: dict[str, Any]) -> str:
         if row["context_accuracy"] is None:
             return ""
-        return f"acc {row['context_accuracy']:.3f} rank {row['rank_score']:.3f}"
+        eps = f" ε {row['epsilon']:.3g}" if row.get("epsilon") is not None else ""
+        return f"acc {row['context_accuracy']:.3f} rank {row['rank_score']:.3f}{eps}"
 
     def step(self, epoch: int, bar: Any) -> dict[str, Any]:
         if self._batch_task is None:
@@ -170,16 +255,19 @@ class OsmlJob:
         bar.update(self._batch_task, completed=0)
         t0, c0 = time.perf_counter(), time.process_time()
         loss = torch.zeros(len(self.ids))
+        send = self._sender(epoch, "train")
         for start, stop in self.batches:
             E, _ = self.engine.embed("train", start, stop, train=True)
-            loss += self.engine.step(self.diffuser.contexts(E)) * (stop - start)
+            received = E if send is None else send(E, start)
+            loss += self.engine.step(self.diffuser.contexts(received)) * (stop - start)
             bar.advance(self._batch_task)
         check_finite(loss.tolist(), self.ids)
         trim_heap()  # evaluation and clustering: not on top of what training keeps
         cluster_seconds = 0.0  # of the training seconds: embedding the windows and grouping
         if epoch % self.config.cluster_every == 0:
             k0 = time.perf_counter()
-            E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size)
+            E, _ = embed_all(self.engine, "train", self.n_train, self.config.batch_size,
+                             self._sender(epoch, "cluster"))
             self.diffuser.cluster(epoch, E)
             cluster_seconds = time.perf_counter() - k0
         self.train_seconds += time.perf_counter() - t0
@@ -190,6 +278,8 @@ class OsmlJob:
                                for names in _names(self.diffuser.groups, self.ids)],
                "unclustered": _loose(self.diffuser, self.ids),
                "train_seconds": self.train_seconds, "cluster_seconds": cluster_seconds}
+        if self.budget is not None:
+            row["epsilon"] = self.budget.epsilon(passes(epoch, self.config.cluster_every))
         if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
                                            self.ids)
@@ -217,4 +307,7 @@ class OsmlJob:
             "engine": self.config.engine,
             "agents": ids,
         }
+        if self.budget is not None:
+            n = passes(self.config.epochs, self.config.cluster_every)
+            summary["privacy"] = {**self.budget.summary(n), "passes": n, "unit": "time step"}
         return OsmlResult(ids, summary, metrics, ev["embeddings"].numpy(), history)
