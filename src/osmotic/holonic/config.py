@@ -11,9 +11,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec, paths_from
+from osmotic.holarchy.buffered import buffering_head, drawn_per_round
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, locate_model, resolve_model
+from osmotic.runtime.clock import ClockSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
@@ -57,6 +59,17 @@ class HolonicConfig(EngineSettings):
                                         "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
+    clock: ClockSettings | None = Field(None, description="simulated time: per-terminal speed "
+                                        "and link delay {speed, delay, stragglers, "
+                                        "straggler_factor} or {file}; rows gain sim_time")
+    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: rounds wait "
+                                                     "for every drawn terminal; buffered: the "
+                                                     "head aggregates every `buffer` arrivals "
+                                                     "(FedBuff; one-level holarchies)")
+    buffer: int | None = Field(None, ge=1, description="B: updates a buffered head waits for "
+                               "(at most, and by default, the terminals drawn per round)")
+    staleness_exponent: float = Field(0.5, ge=0, description="a: a buffered update s versions "
+                                      "stale weighs data size × (1 + s)^-a")
     privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
                                             "travels: {clip, noise_multiplier or target_epsilon, "
                                             "delta, where, level, secure_aggregation}")
@@ -78,6 +91,32 @@ class HolonicConfig(EngineSettings):
             resolve_model(self.model)  # a ModelError (a ValueError): one line naming it
         if self.test is not None and self.data is None:
             raise ValueError("test: give `data` too (the default mnist brings its own test set)")
+        return self
+
+    @model_validator(mode="after")
+    def _asynchronous(self) -> HolonicConfig:
+        """`buffer` only with `aggregation: buffered`, which needs a one-level holarchy and
+        every drawn terminal to report (no dropout_rate or privacy yet); B at most the
+        terminals drawn per round; a clock file that lists exactly the terminals."""
+        if self.aggregation == "sync" and self.buffer is not None:
+            raise ValueError("buffer: only with aggregation: buffered")
+        if self.aggregation == "buffered" and (self.dropout_rate or self.privacy is not None):
+            raise ValueError("aggregation: buffered does not take dropout_rate or privacy yet")
+        clock_file = None if self.clock is None else self.clock.file
+        if self.aggregation == "sync" and clock_file is None:
+            return self
+        try:
+            holarchy = self.build_holarchy()
+        except (OSError, ValueError):
+            return self  # the run reports a holarchy it cannot read, in its own words
+        if clock_file is not None:
+            read_clock_file(clock_file, holarchy.terminals())
+        if self.aggregation == "buffered":
+            buffering_head(holarchy)
+            drawn = drawn_per_round(len(holarchy.terminals()), self.participation)
+            if self.buffer is not None and self.buffer > drawn:
+                raise ValueError(f"buffer: at most the {drawn} terminals drawn per round "
+                                 f"(participation × terminals), got {self.buffer}")
         return self
 
     def model_name(self, input_shape: tuple[int, ...]) -> str:
@@ -107,7 +146,7 @@ class HolonicConfig(EngineSettings):
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
         """A relative `holarchy` file, the data files and a `model` module beside the config
         taken from the config's folder (recorded absolute, for resume)."""
-        data = paths_from(data, folder)
+        data = with_clock_folder(paths_from(data, folder), folder)
         if isinstance(data.get("model"), str):
             data["model"] = locate_model(data["model"], folder)
         if isinstance(data.get("holarchy"), str) and not Path(data["holarchy"]).is_absolute():

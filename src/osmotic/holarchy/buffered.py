@@ -1,0 +1,167 @@
+"""Buffered asynchronous aggregation (FedBuff, Nguyen et al. 2022) at a single head.
+
+The head keeps `concurrency` terminals training at once, each from the model of the head's
+version when it started, and finishing at a time the simulated clock gives
+(`runtime.clock.SimClock`). As soon as `buffer` (B) updates have arrived, the head aggregates
+them (its version goes up by one) and B terminals not in flight start from the new model, drawn
+with a generator seeded by (seed, head, version): the draw `Participation` makes for the same
+round, so with B = concurrency every aggregation is a synchronous round.
+
+An update started from version v and aggregated into version u + 1 is s = u - v versions stale.
+A fresh one (s = 0) is the member's trained model as it is; a stale one is applied as the
+head's current model plus the member's delta (its trained model minus the model it started
+from). The updates are then averaged with weights data size × (1 + s)^(-a) (FedAsync's
+polynomial staleness, Xie et al. 2019), normalised. With equal speeds and B = concurrency
+nothing is ever stale and the run equals the synchronous one bit for bit.
+
+Scope: holarchies whose terminals all report to one aggregating head that is the root, without
+neighbour edges (FedAvg: `builders.fedavg`, or a holarchy YAML with one level). In deeper
+holarchies every head would buffer on its own and report up asynchronously; that is not done
+yet (`buffering_head` refuses them).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from osmotic.holarchy.holarchy import Holarchy
+from osmotic.runtime.population import agent_seed
+from osmotic.runtime.strategies import make_strategy
+
+
+def buffering_head(holarchy: Holarchy) -> str:
+    """The head that buffers: the root of a one-level holarchy (an aggregating root whose
+    members are all terminals, no neighbour edges); else one line saying what it needs."""
+    root = holarchy.holons[holarchy.root]
+    one_level = root.aggregates and not root.terminal and not holarchy.edges \
+        and all(holarchy.holons[m].terminal for m in root.members)
+    if not one_level:
+        raise ValueError(f"aggregation: buffered needs a one-level holarchy (one aggregating "
+                         f"root whose members are all terminals, no neighbour edges); got "
+                         f"{holarchy!r} (every head buffering on its own in deeper "
+                         f"holarchies is not supported yet)")
+    return holarchy.root
+
+
+def drawn_per_round(members: int, participation: float) -> int:
+    """Terminals a synchronous round draws from `members` (as `Participation` does)."""
+    return max(1, int(participation * members + 0.5))
+
+
+def staleness_weight(staleness: int, exponent: float) -> float:
+    """FedAsync's polynomial staleness factor (1 + s)^(-a): exactly 1.0 for a fresh update."""
+    return (1.0 + staleness) ** -exponent
+
+
+@dataclass
+class Flight:
+    """A terminal in flight: the head version it started from, when it started and when its
+    update reaches the head (simulated seconds)."""
+
+    version: int
+    start: float
+    arrival: float
+
+
+class BufferedHead:
+    """The buffering head's state between aggregations: its model and version, the simulated
+    time, the terminals in flight and the model each of them started from."""
+
+    def __init__(self, head: str, members: Sequence[str], weights: Mapping[str, float],
+                 model: Tensor, *, buffer: int, concurrency: int, exponent: float = 0.5,
+                 seed: int = 0):
+        if not 1 <= buffer <= concurrency <= len(members):
+            raise ValueError(f"need 1 <= buffer <= concurrency <= members, got {buffer}, "
+                             f"{concurrency} and {len(members)}")
+        if exponent < 0:
+            raise ValueError(f"staleness exponent must be >= 0, got {exponent}")
+        self.head, self.members = head, list(members)
+        self.rank = {m: i for i, m in enumerate(self.members)}
+        self.weights = {m: float(weights[m]) for m in self.members}
+        self.buffer, self.concurrency, self.exponent, self.seed = buffer, concurrency, \
+            exponent, seed
+        self.model = model
+        self.version = 0
+        self.now = 0.0
+        self.flights: dict[str, Flight] = {}
+        self.starts: dict[str, Tensor] = {}
+        self._mean = make_strategy("mean")
+
+    def draw(self, k: int) -> list[str]:
+        """`k` members not in flight, drawn by (seed, head, next version), in member order."""
+        idle = [m for m in self.members if m not in self.flights]
+        rng = np.random.default_rng(
+            agent_seed(self.seed, self.head, f"participation:{self.version + 1}"))
+        picked = {idle[i] for i in rng.choice(len(idle), k, replace=False)}
+        return [m for m in self.members if m in picked]
+
+    def start(self, terminals: Sequence[str], durations: Mapping[str, float]) -> None:
+        """`terminals` start now from the head's current model."""
+        for t in terminals:
+            self.flights[t] = Flight(self.version, self.now, self.now + durations[t])
+            self.starts[t] = self.model
+
+    def fill(self, durations: Mapping[str, float]) -> list[str]:
+        """Start as many drawn members as it takes to have `concurrency` in flight."""
+        started = self.draw(self.concurrency - len(self.flights))
+        self.start(started, durations)
+        return started
+
+    def arrivals(self) -> list[str]:
+        """The next B updates to arrive (ties: member order), in member order."""
+        first = sorted(self.flights, key=lambda t: (self.flights[t].arrival, self.rank[t]))
+        chosen = set(first[: self.buffer])
+        return [m for m in self.members if m in chosen]
+
+    def staleness(self, terminal: str) -> int:
+        """Versions the head has moved on since `terminal` started."""
+        return self.version - self.flights[terminal].version
+
+    def aggregate(self, trained: Mapping[str, Tensor]) -> Tensor:
+        """Consume the updates `trained` (in flight, {terminal: trained model}): the simulated
+        time moves to the last arrival among them and the head's model to their
+        staleness-weighted average (module docstring); returns the new model."""
+        ids = [m for m in self.members if m in trained]
+        updates, weights = [], []
+        for t in ids:
+            s = self.staleness(t)
+            updates.append(trained[t] if s == 0 else self.model + (trained[t] - self.starts[t]))
+            weights.append(self.weights[t] * staleness_weight(s, self.exponent))
+        self.now = max(self.now, *(self.flights[t].arrival for t in ids))
+        self.model = self.average(torch.stack(updates), torch.tensor(weights))
+        for t in ids:
+            del self.flights[t], self.starts[t]
+        self.version += 1
+        return self.model
+
+    def average(self, updates: Tensor, weights: Tensor) -> Tensor:
+        """The head's averaging of the applied updates [n, P] with (unnormalised) weights [n]:
+        where privacy or secure aggregation would plug in. The package's "mean" strategy, as
+        the synchronous schedule uses (so both give the same bits)."""
+        return self._mean.aggregate(updates[:, None, :], weights)[0]
+
+    def holding(self, terminals: Sequence[str]) -> Tensor:
+        """[terminals, P]: what each terminal holds: the model it started from while in
+        flight, else the head's current model (what it would receive on starting)."""
+        return torch.stack([self.starts.get(t, self.model) for t in terminals])
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """For checkpoints: the head's model and the start models as tensors (copies), the
+        version, time and flights as JSON."""
+        tensors = {"model": self.model.clone()}
+        tensors.update({f"start/{t}": x.clone() for t, x in self.starts.items()})
+        return tensors, {"version": self.version, "now": self.now,
+                         "flights": {t: list(astuple(f)) for t, f in self.flights.items()}}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of `state`."""
+        self.model = tensors["model"].clone()
+        self.version, self.now = int(meta["version"]), float(meta["now"])
+        self.flights = {t: Flight(int(v), float(s), float(a))
+                        for t, (v, s, a) in meta["flights"].items()}
+        self.starts = {t: tensors[f"start/{t}"].clone() for t in self.flights}

@@ -1,0 +1,219 @@
+"""Asynchronous rounds: the simulated clock, synchronous rounds timed by it, and buffered
+aggregation (FedBuff) at the root of a one-level holarchy."""
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from osmotic.holarchy.buffered import BufferedHead, buffering_head, staleness_weight
+from osmotic.holarchy.builders import fedavg, structure
+from osmotic.holonic.config import HolonicConfig
+from osmotic.holonic.runner import load_data, run
+from osmotic.runtime.clock import ClockSettings, SimClock, read_clock_file, stragglers
+from osmotic.settings import InputError
+from tests.holonic.test_resume import models, same_numbers
+
+TWENTY = {"holarchy": {"holarchy": {"id": "R", "members": [str(i) for i in range(20)]}}}
+SMALL = {**TWENTY, "data": "digits", "pool_size": 300, "distribution": "ueqniid", "rounds": 4,
+         "local_epochs": 1, "lr": 0.05, "participation": 0.3, "threads": 1}
+STRAGGLERS = {"speed": {"distribution": "lognormal", "sigma": 0.5}, "stragglers": 0.1,
+              "straggler_factor": 10}
+ASYNC_ONLY = {"messages", "bytes", "staleness"}
+"""Keys of a buffered row that differ from a synchronous one by definition: the head sends
+its model to the terminals that start, not to every member, and staleness is buffered's own."""
+
+
+def small(**changes: Any) -> HolonicConfig:
+    return HolonicConfig(**{**SMALL, **changes})
+
+
+def rows(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    return load_data(small())
+
+
+@pytest.mark.parametrize("clock", [None, STRAGGLERS], ids=["equal-speeds", "stragglers"])
+def test_buffered_with_every_drawn_terminal_equals_sync_bit_for_bit(
+        tmp_path: Path, digits: Any, clock: dict[str, Any] | None) -> None:
+    """B = the terminals drawn per round: nothing is ever stale, every aggregation is a
+    synchronous round, so losses, accuracies, simulated times and models are the same bits.
+    (Without a clock block the sync run takes the unchanged synchronous code path.)"""
+    sync = run(small(clock=clock), tmp_path / "sync", digits, progress=False)
+    buffered = run(small(clock=clock, aggregation="buffered"), tmp_path / "buffered", digits,
+                   progress=False)
+    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
+        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    assert all(r["staleness"] == 0 for r in got)
+    assert ("sim_time" in got[-1]) == (clock is not None)
+    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
+    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+
+
+def test_staleness_weights_and_stale_updates() -> None:
+    """Three members, two updates per aggregation: the second aggregation takes a fresh
+    update as it is and a stale one as the head's model plus its delta, weighted data size ×
+    (1 + s)^-a, normalised."""
+    assert staleness_weight(0, 0.5) == 1.0
+    assert staleness_weight(3, 0.5) == pytest.approx(0.5)
+    assert staleness_weight(5, 0.0) == 1.0
+    init = torch.zeros(2)
+    sizes = {"a": 1.0, "b": 3.0, "c": 2.0}
+    head = BufferedHead("R", ["a", "b", "c"], sizes, init, buffer=2, concurrency=3, seed=0)
+    assert head.fill({"a": 1.0, "b": 2.0, "c": 3.0}) == ["a", "b", "c"]
+    assert head.arrivals() == ["a", "b"]
+    ta, tb = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    first = head.aggregate({"a": ta, "b": tb})
+    torch.testing.assert_close(first, (1 * ta + 3 * tb) / 4)
+    assert head.version == 1 and head.now == 2.0
+    assert sorted(head.fill({"a": 1.0, "b": 2.0, "c": 3.0})) == ["a", "b"]  # c is in flight
+    assert head.arrivals() == ["a", "c"]  # both at time 3: ties go in member order
+    assert head.staleness("a") == 0 and head.staleness("c") == 1
+    ta2, tc = torch.tensor([2.0, 2.0]), torch.tensor([4.0, -4.0])
+    second = head.aggregate({"a": ta2, "c": tc})
+    wa, wc = 1.0, 2.0 * 2 ** -0.5
+    stale = first + (tc - init)  # c started from version 0's model
+    torch.testing.assert_close(second, (wa * ta2 + wc * stale) / (wa + wc))
+    assert head.now == 3.0 and list(head.flights) == ["b"]
+
+
+def test_buffered_state_round_trips() -> None:
+    head = BufferedHead("R", ["a", "b", "c"], dict.fromkeys("abc", 1.0), torch.zeros(2),
+                        buffer=1, concurrency=2, seed=3)
+    head.fill({"a": 1.0, "b": 2.5, "c": 1.5})
+    head.aggregate({t: torch.ones(2) for t in head.arrivals()})
+    head.fill({"a": 1.0, "b": 2.5, "c": 1.5})
+    tensors, meta = head.state()
+    other = BufferedHead("R", ["a", "b", "c"], dict.fromkeys("abc", 1.0), torch.zeros(2),
+                         buffer=1, concurrency=2, seed=3)
+    other.load_state(tensors, json.loads(json.dumps(meta)))
+    assert other.flights == head.flights and other.version == head.version == 1
+    assert all(torch.equal(other.starts[t], head.starts[t]) for t in head.starts)
+    assert other.arrivals() == head.arrivals() and other.draw(1) == head.draw(1)
+
+
+def test_stragglers_cost_sync_more_simulated_time(tmp_path: Path, digits: Any) -> None:
+    """10 % of terminals 10x slower: a synchronous round waits for any straggler it drew; a
+    buffered head (B = half the terminals in flight) aggregates the same number of updates
+    in much less simulated time, and reaches the same number of aggregations sooner still."""
+    config = small(clock={"stragglers": 0.1}, participation=0.5, rounds=4)
+    run(config, tmp_path / "sync", digits, progress=False)
+    run(config.with_overrides(aggregation="buffered", buffer=5, rounds=8),
+        tmp_path / "buffered", digits, progress=False)
+    sync, buffered = rows(tmp_path / "sync"), rows(tmp_path / "buffered")
+    assert sum(r["trained"] for r in sync) == sum(r["trained"] for r in buffered) == 40
+    assert buffered[3]["sim_time"] < buffered[-1]["sim_time"] < sync[-1]["sim_time"]
+    assert max(r["staleness"] for r in buffered) > 0
+    assert all(a["sim_time"] < b["sim_time"] for a, b in pairwise(sync))
+
+
+def test_buffered_resume_equals_uninterrupted(tmp_path: Path, digits: Any) -> None:
+    config = small(clock=STRAGGLERS, aggregation="buffered", buffer=3, checkpoint_every=1)
+    straight = run(config, tmp_path / "straight", digits, progress=False)
+    run(config.with_overrides(rounds=2), tmp_path / "cut", digits, progress=False)
+    (tmp_path / "cut" / "summary.json").unlink()
+    resumed = run(config, tmp_path / "cut", digits, progress=False, resume=True)
+    same_numbers(straight, resumed)
+    assert rows(tmp_path / "cut") == rows(tmp_path / "straight")
+    assert max(r["staleness"] for r in rows(tmp_path / "cut")) > 0
+
+
+def test_sync_rows_carry_sim_time_only_with_a_clock(tmp_path: Path, digits: Any) -> None:
+    config = small(rounds=2, clock={"speed": 2.0, "delay": 1.0})
+    run(config, tmp_path / "timed", digits, progress=False)
+    timed = rows(tmp_path / "timed")
+    clock = SimClock(config.clock, {str(i): 1 for i in range(20)}, 1, 0)
+    assert clock.duration("0") == 1 / 2.0 + 1.0
+    assert 0 < timed[0]["sim_time"] < timed[1]["sim_time"]
+    run(small(rounds=2), tmp_path / "plain", digits, progress=False)
+    assert all("sim_time" not in r for r in rows(tmp_path / "plain"))
+
+
+def test_clock_draws_depend_on_seed_and_ids_only() -> None:
+    settings = ClockSettings(speed={"distribution": "lognormal", "sigma": 1.0},
+                             delay={"distribution": "uniform", "low": 1, "high": 2})
+    ten = SimClock(settings, {str(i): 5 for i in range(10)}, 2, seed=7)
+    twenty = SimClock(settings, {str(i): 5 for i in reversed(range(20))}, 2, seed=7)
+    assert all(ten.speed[t] == twenty.speed[t] and ten.delay[t] == twenty.delay[t]
+               for t in ten.speed)
+    assert SimClock(settings, {"0": 5}, 2, seed=8).speed["0"] != ten.speed["0"]
+    assert ten.duration("3") == 5 * 2 / ten.speed["3"] + ten.delay["3"]
+    slow = stragglers([str(i) for i in range(100)], 0.1, seed=0)
+    assert len(slow) == 10 and slow == stragglers([str(i) for i in range(100)], 0.1, seed=0)
+    drawn = SimClock(ClockSettings(stragglers=0.1, straggler_factor=4),
+                     {str(i): 1 for i in range(100)}, 1, seed=0)
+    assert sorted(t for t, v in drawn.speed.items() if v == 0.25) == sorted(slow)
+
+
+def test_clock_file(tmp_path: Path) -> None:
+    good = tmp_path / "speeds.csv"
+    good.write_text("terminal,speed,delay\n0,2,1\n1,0.5,\n")
+    assert read_clock_file(good, ["0", "1"]) == {"0": (2.0, 1.0), "1": (0.5, 0.0)}
+    yml = tmp_path / "speeds.yaml"
+    yml.write_text("0: {speed: 2, delay: 1}\n1: 0.5\n")
+    assert read_clock_file(yml, ["0", "1"]) == {"0": (2.0, 1.0), "1": (0.5, 0.0)}
+    with pytest.raises(InputError, match=r"speeds.csv: terminal 7: not a terminal"):
+        read_clock_file(_write(good, "terminal,speed\n0,1\n1,1\n7,1\n"), ["0", "1"])
+    with pytest.raises(InputError, match=r"speeds.csv: terminal 1: missing"):
+        read_clock_file(_write(good, "terminal,speed\n0,1\n"), ["0", "1"])
+    with pytest.raises(InputError, match=r"speeds.yaml: terminal 1: speed must be a positive"):
+        read_clock_file(_write(yml, "0: 1\n1: {speed: 0}\n"), ["0", "1"])
+    with pytest.raises(InputError, match="no such clock file"):
+        read_clock_file(tmp_path / "none.csv", ["0"])
+
+
+def test_clock_file_in_a_config_is_taken_from_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "speeds.csv").write_text("terminal,speed\n" + "".join(
+        f"{i},{i + 1}\n" for i in range(20)))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"mode": "holonic", **TWENTY, "data": "digits",
+                                  "clock": {"file": "speeds.csv"}}))
+    assert HolonicConfig.from_yaml(config).clock.file == str(tmp_path / "speeds.csv")
+    (tmp_path / "speeds.csv").write_text("terminal,speed\n0,1\n")
+    with pytest.raises(InputError, match=r"run.yaml: .*speeds.csv: terminal 1: missing"):
+        HolonicConfig.from_yaml(config)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"structure": "2L", "holarchy": None}, "aggregation: buffered needs a one-level holarchy"),
+    ({"structure": "1P", "holarchy": None}, "aggregation: buffered needs a one-level holarchy"),
+    ({"buffer": 7}, "buffer: at most the 6 terminals drawn per round"),
+    ({"dropout_rate": 0.1}, "does not take dropout_rate or privacy"),
+])
+def test_buffered_refusals(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        HolonicConfig.validated({**SMALL, "aggregation": "buffered", **changes}, "config")
+    assert len(str(_error({**SMALL, "aggregation": "buffered", **changes})).splitlines()) == 1
+
+
+def test_buffer_needs_buffered_and_one_level_fedavg_is_accepted() -> None:
+    with pytest.raises(InputError, match="buffer: only with aggregation: buffered"):
+        HolonicConfig.validated({**SMALL, "buffer": 2}, "config")
+    assert buffering_head(fedavg(5)) == "R"
+    with pytest.raises(ValueError, match="one-level"):
+        buffering_head(structure("3L"))
+    with pytest.raises(ValidationError):
+        small(aggregation="buffered", staleness_exponent=-1)
+
+
+def _error(data: dict[str, Any]) -> InputError:
+    try:
+        HolonicConfig.validated(data, "config")
+    except InputError as e:
+        return e
+    raise AssertionError("not refused")
