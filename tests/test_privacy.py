@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
@@ -152,3 +153,72 @@ def test_a_delta_too_large_for_the_population_is_a_one_line_warning(
     assert code == EXIT["done"]
     warnings = [line for line in err.splitlines() if line.startswith("warning: privacy.delta")]
     assert len(warnings) == 1 and "1 / 10 terminals" in warnings[0]
+
+
+# -- secure aggregation ----------------------------------------------------------------------
+
+
+def test_secure_aggregation_shows_the_head_only_the_exact_sum(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from osmotic.runtime.secagg import SecureAggregation
+
+    plain: dict[tuple[int, str], Any] = {}
+    sums: list[tuple[bool, bool]] = []  # (exact, someone dropped out after masking)
+    mask, unmask = SecureAggregation.mask, SecureAggregation.unmask_encoded
+
+    def masking(self: SecureAggregation, head: str, round_: int, members: Any, member: str,
+                update: Any) -> Any:
+        plain[round_, member] = self.encode(update, member)
+        message = mask(self, head, round_, members, member, update)
+        assert (message != plain[round_, member]).all()  # no coordinate of the update shows
+        return message
+
+    def summing(self: SecureAggregation, head: str, round_: int, members: Any,
+                messages: Any) -> Any:
+        total, overhead = unmask(self, head, round_, members, messages)
+        expected = np.zeros_like(total)
+        for m in messages:
+            expected += plain[round_, m]  # uint64: wraps as the masks do
+        sums.append((bool((total == expected).all()), len(messages) < len(members)))
+        return total, overhead
+
+    monkeypatch.setattr(SecureAggregation, "mask", masking)
+    monkeypatch.setattr(SecureAggregation, "unmask_encoded", summing)
+    settings = {**HOLONIC, "structure": None, "holarchy": FEDAVG, "participation": 0.5,
+                "dropout_rate": 0.3}
+    masked = osmotic.run(mode="holonic", out=tmp_path / "masked", progress=False,
+                         privacy={"secure_aggregation": True}, **settings).summary
+    monkeypatch.undo()
+    open_ = osmotic.run(mode="holonic", out=tmp_path / "open", progress=False, **settings).summary
+    assert sums and all(exact for exact, _ in sums)
+    assert any(dropped for _, dropped in sums)  # a dropout's masks were removed, exactly
+    assert masked["mean_test_accuracy"] == pytest.approx(open_["mean_test_accuracy"], abs=0.01)
+    assert masked["bytes"]["vertical"] > open_["bytes"]["vertical"]  # keys and wider messages
+
+
+def test_secure_aggregation_sums_equal_plain_sums_to_the_fixed_point() -> None:
+    from osmotic.holarchy.schedule import SyncSchedule
+
+    h = fedavg(4)
+    settings = PrivacySettings(secure_aggregation=True)
+    p = HolarchyPrivacy(settings, h, Participation(h), dict.fromkeys(h.terminals(), 10), 2,
+                        batch_size=5, epochs=1)
+    trained = torch.randn(4, 1000)
+    masked = SyncSchedule(h, dict.fromkeys(h.terminals(), 1.0), 1, torch.zeros(1000), p)
+    open_ = SyncSchedule(h, dict.fromkeys(h.terminals(), 1.0), 1, torch.zeros(1000))
+    got, want = masked.step(trained), open_.step(trained)
+    assert not torch.equal(got, want) and torch.allclose(got, want, atol=4 * 2**-24)
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"structure": "1P"}, "neighbours"),
+    ({"structure": None, "holarchy": FEDAVG, "participation": 0.1}, "draws 1 of its 10"),
+])
+def test_secure_aggregation_where_masks_cannot_hide_is_refused(
+        changes: dict[str, Any], says: str, tmp_path: Path) -> None:
+    from osmotic.settings import InputError
+
+    with pytest.raises(InputError, match=f"privacy.secure_aggregation: .*{says}"):
+        osmotic.run(mode="holonic", out=tmp_path / "r", progress=False,
+                    privacy={"secure_aggregation": True}, **{**HOLONIC, **changes})

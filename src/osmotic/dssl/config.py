@@ -174,6 +174,9 @@ class DsslConfig(EngineSettings):
         if self.privacy is not None and self.method == "mar" and self.mar_target == "reference":
             raise ValueError("privacy: MAR's exchanged latents are not protected, only model "
                              "updates; use mar_target: model, or another method")
+        if self.privacy is not None and self.privacy.level == "record" and self.method != "mae":
+            raise ValueError(f"privacy.level: record: DP-SGD needs a per-sample loss; {self.method}"
+                             " ties a batch's samples together (use method mae, or level user)")
         return self
 
     @property

@@ -224,7 +224,8 @@ class DsslJob:
         loss, flat = self.engine.train(**self.work(), active=None if everyone else trained)
         check_finite(loss.tolist(), self.terminals, trained, flat)
         local = torch.from_numpy(flat)
-        models = self.schedule.step(local, None if everyone else reported)
+        models = self.schedule.step(local, None if everyone else reported,
+                                    None if everyone else trained)
         self.engine.load_flat(models.numpy())
         if self.exchange:
             self.mar_exchange(unit, None if everyone else reported)

@@ -41,6 +41,7 @@ from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.schedule import Participation
 from osmotic.runtime.population import agent_seed
 from osmotic.runtime.privacy import Budget, Mechanism, PrivacySettings, Release, warn_delta
+from osmotic.runtime.secagg import SecureAggregation
 from osmotic.settings import InputError
 
 
@@ -61,10 +62,19 @@ class HolarchyPrivacy:
         self.central = settings.where == "central" and not self.record and settings.noisy
         if self.central:
             self._check_central()
+        self.secure = SecureAggregation(seed) if settings.secure_aggregation else None
+        if self.secure is not None:
+            self._check_secure(participation)
         reports = self._reports(participation, rounds)
         if self.record:
             self._work = (batch_size, epochs, steps)
             smallest = min(sizes.values())
+            if steps is not None and smallest < batch_size:
+                small = min(sizes, key=sizes.__getitem__)
+                raise InputError(f"privacy.level: record: terminal {small} holds {smallest} "
+                                 f"samples, fewer than a batch of {batch_size}, so a sample "
+                                 "would count twice in one DP-SGD step; lower batch_size or "
+                                 "count local work in epochs")
             worst = Release(min(1.0, batch_size / smallest), self._steps(smallest))
             self.budget = Budget.plan(settings, worst, int(reports[-1].max()))
         elif self.central:
@@ -94,6 +104,22 @@ class HolarchyPrivacy:
             if len(kinds) > 1:
                 raise InputError(f"privacy.where: central: head {s} averages terminals and "
                                  "holons together; central noise needs heads of terminals only")
+
+    def _check_secure(self, participation: Participation) -> None:
+        for t in self.terminals:
+            if self.h.neighbours(t):
+                raise InputError(f"privacy.secure_aggregation: terminal {t} averages with "
+                                 "neighbours, which see its model itself; masks hide members "
+                                 "only from a head that sums them")
+        for parent, members in participation.groups.items():
+            if not self.h.holons[parent].aggregates or not all(
+                    self.h.holons[m].terminal for m in self.h.holons[parent].members):
+                raise InputError(f"privacy.secure_aggregation: head {parent} does not average "
+                                 "terminals alone; masks need a head of terminals")
+            if participation.drawn(parent) < 2:
+                raise InputError(f"privacy.secure_aggregation: head {parent} draws "
+                                 f"{participation.drawn(parent)} of its {len(members)} "
+                                 "terminals a round; masks hide a member only among two or more")
 
     def _reports(self, participation: Participation, rounds: int) -> np.ndarray:
         """[rounds + 1, terminals]: how many rounds each terminal has reported in after r."""
@@ -161,6 +187,25 @@ class HolarchyPrivacy:
         """Whether `head` averages its terminals under central noise (uniform weights, fixed
         denominator)."""
         return self.central and self.h.holons[head].members[0] in self._terminal_set
+
+    def secures(self, head: str) -> bool:
+        """Whether `head` sums its members' updates through masks."""
+        return self.secure is not None and self.h.holons[head].members[0] in self._terminal_set
+
+    def secure_sum(self, round_: int, head: str, members: Sequence[str],
+                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int]:
+        """The sum of the senders' `vectors` as `head` learns it: each sender masks its own
+        with every other member of `members` (the round's trained members), the head adds the
+        messages and removes the masks of members that dropped out from the survivors' revealed
+        keys. None when fewer than two sent (the head learns nothing that round). Also the
+        bytes the masks added."""
+        assert self.secure is not None
+        if len(vectors) < 2:
+            return None, 0
+        like = next(iter(vectors.values()))
+        messages = {m: self.secure.mask(head, round_, members, m, v) for m, v in vectors.items()}
+        total, overhead = self.secure.unmask(head, round_, members, messages)
+        return torch.from_numpy(total).to(like.dtype), overhead.total_bytes
 
     @property
     def _terminal_set(self) -> frozenset[str]:

@@ -41,6 +41,7 @@ class Traffic:
     def __init__(self, holon_ids: Sequence[str], message_bytes: int):
         self.message_bytes = message_bytes
         self.messages = {h: dict.fromkeys(DIRECTIONS, 0) for h in holon_ids}
+        self.extra = dict.fromkeys(DIRECTIONS, 0)  # bytes beyond the models (secure aggregation)
 
     def send(self, sender: str, direction: str, n: int = 1) -> None:
         self.messages[sender][direction] += n
@@ -48,7 +49,8 @@ class Traffic:
     def totals(self) -> dict[str, dict[str, int]]:
         """{"messages": {"horizontal": m, "vertical": m}, "bytes": {...}} summed over holons."""
         msgs = {d: sum(c[d] for c in self.messages.values()) for d in DIRECTIONS}
-        return {"messages": msgs, "bytes": {d: m * self.message_bytes for d, m in msgs.items()}}
+        return {"messages": msgs, "bytes": {d: m * self.message_bytes + self.extra[d]
+                                            for d, m in msgs.items()}}
 
     def per_holon(self) -> dict[str, dict[str, int]]:
         return {h: dict(c) for h, c in self.messages.items()}
@@ -107,6 +109,11 @@ class Private(Protocol):
 
     def averages_centrally(self, head: str) -> bool: ...
 
+    def secures(self, head: str) -> bool: ...
+
+    def secure_sum(self, round_: int, head: str, members: Sequence[str],
+                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int]: ...
+
     def head_noise(self, round_: int, head: str, shape: torch.Size,
                    dtype: torch.dtype) -> Tensor | None: ...
 
@@ -130,6 +137,7 @@ class SyncSchedule:
         self._mean = make_strategy("mean")
         self.privacy = privacy
         self.round = 0
+        self._trained: set[str] = set(self.terminals)
         self.held: dict[str, Tensor] = {}  # what each terminal started the round from (privacy)
 
     @classmethod
@@ -158,10 +166,13 @@ class SyncSchedule:
                 new[m] = self._average([m, *peers], models)
         models.update(new)
 
-    def step(self, terminal_models: Tensor, reported: Collection[str] | None = None) -> Tensor:
+    def step(self, terminal_models: Tensor, reported: Collection[str] | None = None,
+             trained: Collection[str] | None = None) -> Tensor:
         """One round of communication; `terminal_models` is [terminals, P] in holarchy order,
-        `reported` the terminals whose models arrive this round (default: all)."""
+        `reported` the terminals whose models arrive this round, `trained` those that trained
+        (default: all; secure aggregation's masks are agreed among them)."""
         self.round += 1
+        self._trained = set(self.terminals if trained is None else trained)
         models: dict[str, Tensor] = dict(zip(self.terminals, terminal_models, strict=True))
         reporting = set(self.terminals if reported is None else reported)
         updates = self._privatised(models, reporting)
@@ -219,17 +230,42 @@ class SyncSchedule:
 
     def _aggregate(self, head: str, ids: list[str], got: dict[str, Tensor],
                    updates: dict[str, Tensor]) -> Tensor:
-        """The new model of `head` from its members `ids` that reported: Eq. 12, or under
-        central noise the head's model plus the noisy sum of the clipped updates over the
-        number of members it draws (`holarchy.privacy`)."""
+        """The new model of `head` from its members `ids` that reported: Eq. 12; under central
+        noise the head's model plus the noisy sum of the clipped updates over the number of
+        members it draws; under secure aggregation from the masked sum alone
+        (`holarchy.privacy`). A masked round with fewer than two senders leaves the head's
+        model as it was: one sender's sum would be its update."""
         p = self.privacy
-        if p is None or not p.averages_centrally(head):
+        central = p is not None and p.averages_centrally(head)
+        secure = p is not None and p.secures(head)
+        if p is None or not (central or secure):
             return self._average(ids, got)
-        total = torch.stack([updates[m] for m in ids]).sum(0)
-        noise = p.head_noise(self.round, head, total.shape, total.dtype)
-        if noise is not None:
-            total = total + noise
-        return self.models[head] + total / p.drawn[head]
+        if central:
+            total = self._sum(head, {m: updates[m] for m in ids}, secure)
+            if total is None:
+                return self.models[head]
+            noise = p.head_noise(self.round, head, total.shape, total.dtype)
+            if noise is not None:
+                total = total + noise
+            return self.models[head] + total / p.drawn[head]
+        members = self.h.holons[head].members
+        scale = sum(self.weights[m] for m in members)
+        weight = {m: self.weights[m] / scale for m in ids}
+        total = self._sum(head, {m: got[m] * weight[m] for m in ids}, secure)
+        if total is None:
+            return self.models[head]
+        return total / sum(weight.values())
+
+    def _sum(self, head: str, vectors: dict[str, Tensor], secure: bool) -> Tensor | None:
+        """The sum of `vectors`, plainly or through masks agreed among the head's members that
+        trained this round (their overhead counted as vertical bytes)."""
+        if not secure:
+            return torch.stack(list(vectors.values())).sum(0)
+        assert self.privacy is not None
+        members = [m for m in self.h.holons[head].members if m in self._trained]
+        total, extra = self.privacy.secure_sum(self.round, head, members, vectors)
+        self.traffic.extra["vertical"] += extra
+        return total
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """For checkpoints: holon models and pending reports as tensors (copies, so none share
@@ -240,7 +276,7 @@ class SyncSchedule:
         tensors.update({f"held/{t}": x.clone() for t, x in self.held.items()})
         return tensors, {"used": dict(self.used), "messages": self.traffic.per_holon(),
                          "reports": {s: list(got) for s, got in self.reports.items()},
-                         "round": self.round}
+                         "round": self.round, "extra_bytes": dict(self.traffic.extra)}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Inverse of `state`."""
@@ -249,6 +285,7 @@ class SyncSchedule:
                         for s, members in meta["reports"].items()}
         self.used = dict(meta["used"])
         self.round = meta.get("round", 0)
+        self.traffic.extra = dict(meta.get("extra_bytes", self.traffic.extra))
         self.held = {t: tensors[f"held/{t}"].clone() for t in self.terminals
                      if f"held/{t}" in tensors}
         self.traffic.messages = {h: dict(c) for h, c in meta["messages"].items()}

@@ -171,7 +171,8 @@ class HolonicJob:
         everyone = self.participation.everyone
         loss, flat = self.engine.train(self.config.local_epochs, None if everyone else trained)
         check_finite(loss.tolist(), self.terminals, trained, flat)
-        models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported)
+        models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported,
+                                    None if everyone else trained)
         self.engine.load_flat(models.numpy())
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
