@@ -15,12 +15,12 @@ from osmotic.holarchy.buffered import buffering_head, drawn_per_round
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, locate_model, resolve_model
-from osmotic.runtime.clock import ClockSettings, read_clock_file, with_clock_folder
+from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
 
-class HolonicConfig(EngineSettings):
+class HolonicConfig(AsyncSettings, EngineSettings):
     """Every setting of a holonic run."""
 
     mode: ClassVar[str] = "holonic"
@@ -59,17 +59,6 @@ class HolonicConfig(EngineSettings):
                                         "share; default 1,000 for mnist, else 20 %)")
     pool_size: int | None = Field(None, ge=1, description="use a stratified subset of the pool "
                                   "(quick looks, tests); default: all of it")
-    clock: ClockSettings | None = Field(None, description="simulated time: per-terminal speed "
-                                        "and link delay {speed, delay, stragglers, "
-                                        "straggler_factor} or {file}; rows gain sim_time")
-    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: rounds wait "
-                                                     "for every drawn terminal; buffered: the "
-                                                     "head aggregates every `buffer` arrivals "
-                                                     "(FedBuff; one-level holarchies)")
-    buffer: int | None = Field(None, ge=1, description="B: updates a buffered head waits for "
-                               "(at most, and by default, the terminals drawn per round)")
-    staleness_exponent: float = Field(0.5, ge=0, description="a: a buffered update s versions "
-                                      "stale weighs data size × (1 + s)^-a")
     privacy: PrivacySettings | None = Field(None, description="differential privacy on what "
                                             "travels: {clip, noise_multiplier or target_epsilon, "
                                             "delta, where, level, secure_aggregation}")
@@ -98,8 +87,6 @@ class HolonicConfig(EngineSettings):
         """`buffer` only with `aggregation: buffered`, which needs a one-level holarchy and
         every drawn terminal to report (no dropout_rate or privacy yet); B at most the
         terminals drawn per round; a clock file that lists exactly the terminals."""
-        if self.aggregation == "sync" and self.buffer is not None:
-            raise ValueError("buffer: only with aggregation: buffered")
         if self.aggregation == "buffered" and (self.dropout_rate or self.privacy is not None):
             raise ValueError("aggregation: buffered does not take dropout_rate or privacy yet")
         clock_file = None if self.clock is None else self.clock.file

@@ -105,6 +105,29 @@ class ClockSettings(Settings):
         return self
 
 
+class AsyncSettings(Settings):
+    """The settings of simulated time and asynchronous aggregation, the same in every mode
+    that has them: a `clock:` block and how a head (a diffuser) waits for its members."""
+
+    clock: ClockSettings | None = Field(None, description="simulated time: per-terminal speed "
+                                        "and link delay {speed, delay, stragglers, "
+                                        "straggler_factor} or {file}; rows gain sim_time")
+    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: rounds wait "
+                                                     "for every drawn terminal; buffered: the "
+                                                     "head aggregates every `buffer` arrivals "
+                                                     "(FedBuff; one-level holarchies)")
+    buffer: int | None = Field(None, ge=1, description="B: updates a buffered head waits for "
+                               "(at most, and by default, the terminals drawn per round)")
+    staleness_exponent: float = Field(0.5, ge=0, description="a: a buffered update s versions "
+                                      "stale weighs data size × (1 + s)^-a")
+
+    @model_validator(mode="after")
+    def _buffer_only_when_buffered(self) -> AsyncSettings:
+        if self.aggregation == "sync" and self.buffer is not None:
+            raise ValueError("buffer: only with aggregation: buffered")
+        return self
+
+
 def with_clock_folder(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Settings read from a file in `folder` with a relative `clock: {file: ...}` taken from
     that folder (made absolute, so a resume from elsewhere finds it)."""
