@@ -7,12 +7,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.models import locate_model, resolve_model
+from osmotic.runtime.clock import AsyncSettings, ClockSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import EngineSettings
 
 
-class OsmlConfig(EngineSettings):
+class OsmlConfig(AsyncSettings, EngineSettings):
     """Every setting of an OSM-L run. Defaults are the paper's (§IV) except where noted.
 
     Some defaults differ from the paper's and the method's first description, on evidence from
@@ -26,6 +27,13 @@ class OsmlConfig(EngineSettings):
     and `stay_rank` are the way into and out of a sub-context after the first
     clustering, chosen on generated scenarios with a known answer (docs/results.md, "Contexts
     nobody tuned for").
+
+    Simulated time (`clock`, `aggregation`, `buffer`; docs/osml.md, "Asynchronous agents"):
+    the clock's unit of work is one batch of `batch_size` windows of one agent, which lasts
+    batch_size / speed + delay simulated seconds. `aggregation: sync` waits for every agent
+    at every batch; `buffered` answers a batch once `buffer` agents' embeddings for it have
+    arrived (default: all agents) and uses the latest embeddings of the others it holds.
+    `staleness_exponent` has no meaning here: a stale embedding enters its context unweighted.
     """
 
     mode: ClassVar[str] = "osml"
@@ -84,6 +92,22 @@ class OsmlConfig(EngineSettings):
                                             "default here) and protects one time step of an "
                                             "agent's series (level: user and record alike)")
     seed: int = Field(0, ge=0)
+    # AsyncSettings' fields, described as OSM-L reads them (docs/osml.md, "Asynchronous agents")
+    clock: ClockSettings | None = Field(None, description="simulated time: per-agent speed "
+                                        "(windows per simulated second) and link delay "
+                                        "{speed, delay, stragglers, straggler_factor} or "
+                                        "{file}; one batch lasts batch_size / speed + delay; "
+                                        "rows gain sim_time")
+    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: the diffuser "
+                                                     "waits for every agent at every batch; "
+                                                     "buffered: it answers a batch once "
+                                                     "`buffer` agents' embeddings arrived, "
+                                                     "with its latest of the others'")
+    buffer: int | None = Field(None, ge=1, description="B: embeddings a buffered diffuser "
+                               "waits for per batch (at most, and by default, the agents)")
+    staleness_exponent: float = Field(0.5, ge=0, description="not used in OSM-L (a stale "
+                                      "embedding enters its context unweighted); only its "
+                                      "default is taken")
 
     @field_validator("data")
     @classmethod
@@ -147,10 +171,28 @@ class OsmlConfig(EngineSettings):
                              "needs each agent's embedding, not only their sum")
         return self
 
+    @model_validator(mode="after")
+    def _osml_async(self) -> OsmlConfig:
+        """What the asynchronous settings can mean in OSM-L: no staleness weights (a stale
+        embedding enters its context as it is), a buffer of at most the agents, a clock file
+        that lists exactly the agents (checked here when `agents` names them, else when the
+        data are read; `check_async` in the trainer)."""
+        if self.staleness_exponent != type(self).model_fields["staleness_exponent"].default:
+            raise ValueError("staleness_exponent: not used in OSM-L (a stale embedding enters "
+                             "its context unweighted); leave it out")
+        if self.agents is not None:
+            if self.buffer is not None and self.buffer > len(self.agents):
+                raise ValueError(f"buffer: at most the {len(self.agents)} agents, got "
+                                 f"{self.buffer}")
+            if self.clock is not None and self.clock.file is not None:
+                read_clock_file(self.clock.file, self.agents)
+        return self
+
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """The `data:` section's CSV paths, and an `encoder` module beside the file, from the
-        file's folder, recorded absolute."""
+        """The `data:` section's CSV paths, an `encoder` module and a `clock: {file}` beside
+        the file, from the file's folder, recorded absolute."""
+        data = with_clock_folder(data, folder)
         if isinstance(data.get("encoder"), str):
             data = {**data, "encoder": locate_model(data["encoder"], folder)}
         section = data.get("data")

@@ -25,6 +25,28 @@ the number of clusterings up to e); `target_epsilon` is spent over the whole run
 The encoder is taken as given at each release: it is trained on the agent's own series, so
 through its weights a later embedding of any window depends a little on every step; that
 route is not counted (counting it would put every training window, not w, in each pass).
+
+Simulated time (`OsmlConfig.clock`, `aggregation`, `buffer`; docs/osml.md, "Asynchronous
+agents"). The clock's unit of work is one batch of `batch_size` windows of one agent: agent a
+takes duration_a = batch_size / speed_a + delay_a simulated seconds per batch (a shorter last
+batch counts as a whole one). Every epoch starts for all agents at the same simulated time.
+`sync`: the diffuser waits for every agent at every batch, so an epoch lasts batches ×
+max_a duration_a. `buffered` with `buffer` B: agents do not wait for the diffuser's answer;
+agent a's embedding of the epoch's k-th batch (k = 1, 2, ...) arrives k × duration_a after the
+epoch's start, and the diffuser answers batch k at T_k, the B-th earliest of these arrivals
+(ties arrive together: all of them count as arrived). An agent whose embedding arrives after
+T_k is late for batch k: the answer at T_k used, in its place, the latest embedding of those
+steps the diffuser holds (the agent's from the previous epoch; in the first epoch, before any
+clustering, none: the one context all agents share is then the strategy's aggregate of the
+arrived agents' embeddings alone). Every agent, late or not, aligns its batch to its row of
+that answer: one that arrived by T_k receives it at T_k, a late one holds it by the time its
+embedding arrives (the latest context of those steps it has received). The epoch
+ends, on the clock, with the answer to its last batch (T_K): nobody waits for a late agent's
+remaining batches, which the simulation still computes (their embeddings serve the next
+epoch). Clustering passes and test evaluation are not on the clock. The computation stays
+lock-step (every agent embeds and aligns every batch, in order); only which embeddings make
+the contexts changes, so the engine (in process or Ray) changes the numbers no more than in a
+synchronous run (Ray's batching of agents moves the last bits).
 """
 from __future__ import annotations
 
@@ -42,11 +64,13 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
+from osmotic.runtime.clock import ClockSettings, SimClock, read_clock_file
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.population import agent_seed
 from osmotic.runtime.privacy import Budget, Mechanism, Release, warn_delta
 from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import make_strategy
+from osmotic.settings import InputError
 
 Series = dict[str, np.ndarray]
 Sender = Callable[[torch.Tensor, int], torch.Tensor]
@@ -136,6 +160,33 @@ def sent(mechanism: Mechanism, E: torch.Tensor, ids: Sequence[str], seed: int, e
     return out + torch.stack(noise)
 
 
+def check_async(config: OsmlConfig, ids: Sequence[str]) -> None:
+    """The asynchronous settings against the agents of the data (one line, `InputError`): a
+    buffer of at most the agents, a clock file that lists exactly them."""
+    if config.buffer is not None and config.buffer > len(ids):
+        raise InputError(f"buffer: at most the {len(ids)} agents, got {config.buffer}")
+    if config.clock is not None and config.clock.file is not None:
+        read_clock_file(config.clock.file, ids)
+
+
+def batch_durations(config: OsmlConfig, ids: Sequence[str]) -> list[float]:
+    """Each agent's simulated seconds for one batch: batch_size / speed + delay (speeds and
+    delays from the `clock:` block; without one, speed 1 and no delay)."""
+    clock = SimClock(config.clock or ClockSettings(), dict.fromkeys(ids, config.batch_size), 1,
+                     config.seed)
+    return [clock.duration(a) for a in ids]
+
+
+def answered(durations: Sequence[float], batch: int, buffer: int) -> tuple[float, list[int]]:
+    """When the diffuser answers an epoch's `batch`-th batch (1-based; seconds from the
+    epoch's start) and which agents are late for it: agent a's embedding arrives at batch ×
+    duration_a, the answer comes with the `buffer`-th arrival, and those arriving after it are
+    late (ties arrive together)."""
+    arrival = [batch * d for d in durations]
+    at = sorted(arrival)[buffer - 1]
+    return at, [i for i, t in enumerate(arrival) if t > at]
+
+
 def embed_all(engine: Any, split: str, n_steps: int, batch_size: int,
               send: Sender | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,6 +245,7 @@ def train_osml(config: OsmlConfig, train: Series, test: Series, *,
     if config.agents is not None:
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
+    check_async(config, list(train))
     return (session or Session(config)).train(
         lambda: make_engine(config, train, test),
         lambda engine: OsmlJob(config, engine, train, test), total=config.epochs,
@@ -224,6 +276,17 @@ class OsmlJob:
         if self.budget is not None and self.budget.noise_multiplier > 0:
             warn_delta(self.budget.settings.delta, self.n_train + config.window - 1,
                        "time steps")
+        # Simulated time (module docstring): per-agent batch durations, the simulated seconds
+        # so far, and under `buffered` the latest embeddings the diffuser holds of every
+        # training step [agents, steps, d] (None until an epoch has sent them all).
+        self.timed, self.buffered = config.clock is not None, config.aggregation == "buffered"
+        self.durations: list[float] = []
+        if self.timed or self.buffered:
+            check_async(config, self.ids)
+            self.durations = batch_durations(config, self.ids)
+        self.buffer = config.buffer or len(self.ids)
+        self.sim_time = 0.0
+        self.held: torch.Tensor | None = None
 
     def _sender(self, epoch: int, purpose: str) -> Sender | None:
         """What the agents' embeddings go through on their way to the diffuser (None: nothing)."""
@@ -234,14 +297,22 @@ class OsmlJob:
 
     def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         tensors, rest = self.diffuser.state()
-        return ({"agent": self.engine.state(), "diffuser": tensors},
-                {"diffuser": rest, "train_seconds": self.train_seconds,
-                 "train_cpu_seconds": self.train_cpu_seconds})
+        groups = {"agent": self.engine.state(), "diffuser": tensors}
+        meta = {"diffuser": rest, "train_seconds": self.train_seconds,
+                "train_cpu_seconds": self.train_cpu_seconds}
+        if self.timed or self.buffered:
+            meta["sim_time"] = self.sim_time
+        if self.held is not None:
+            groups["async"] = {"held": self.held.clone()}
+        return groups, meta
 
     def load_state(self, groups: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
         self.engine.load_state(groups.get("agent", {}))
         self.diffuser.load_state(groups.get("diffuser", {}), meta["diffuser"])
         self.train_seconds, self.train_cpu_seconds = meta["train_seconds"], meta["train_cpu_seconds"]
+        self.sim_time = float(meta.get("sim_time", 0.0))
+        held = groups.get("async", {}).get("held")
+        self.held = None if held is None else held.clone()
 
     def status(self, row: dict[str, Any]) -> str:
         if row["context_accuracy"] is None:
@@ -256,12 +327,24 @@ class OsmlJob:
         t0, c0 = time.perf_counter(), time.process_time()
         loss = torch.zeros(len(self.ids))
         send = self._sender(epoch, "train")
-        for start, stop in self.batches:
+        late = 0  # late agent-batches (buffered)
+        previous = self.held is not None  # the diffuser holds an earlier epoch's embeddings
+        if self.buffered and not previous:
+            self.held = torch.zeros(len(self.ids), self.n_train, self.config.dim)
+        for k, (start, stop) in enumerate(self.batches, 1):
             E, _ = self.engine.embed("train", start, stop, train=True)
             received = E if send is None else send(E, start)
-            loss += self.engine.step(self.diffuser.contexts(received)) * (stop - start)
+            if self.buffered:
+                C, n_late = self._buffered_contexts(k, start, stop, received, previous)
+                late += n_late
+            else:
+                C = self.diffuser.contexts(received)
+            loss += self.engine.step(C) * (stop - start)
             bar.advance(self._batch_task)
         check_finite(loss.tolist(), self.ids)
+        if self.timed or self.buffered:
+            self.sim_time += answered(self.durations, len(self.batches),
+                                      self.buffer if self.buffered else len(self.ids))[0]
         trim_heap()  # evaluation and clustering: not on top of what training keeps
         cluster_seconds = 0.0  # of the training seconds: embedding the windows and grouping
         if epoch % self.config.cluster_every == 0:
@@ -280,12 +363,48 @@ class OsmlJob:
                "train_seconds": self.train_seconds, "cluster_seconds": cluster_seconds}
         if self.budget is not None:
             row["epsilon"] = self.budget.epsilon(passes(epoch, self.config.cluster_every))
+        if self.timed:
+            row["sim_time"] = self.sim_time
+        if self.buffered:
+            row["late_share"] = late / (len(self.ids) * len(self.batches))
         if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
                                            self.ids)
             row.update({k: ev[k] for k in ("test_loss", "context_accuracy", "rank_score",
                                            "subcontexts", "unclustered")})
         return row
+
+    def _buffered_contexts(self, k: int, start: int, stop: int, received: torch.Tensor,
+                           previous: bool) -> tuple[torch.Tensor, int]:
+        """The diffuser's answer to the epoch's k-th batch (steps [start, stop)) under buffered
+        aggregation, and how many agents are late for it (module docstring): the late agents'
+        embeddings replaced by the latest the diffuser holds of those steps (`previous`: it
+        holds an earlier epoch's), or else left out. What every agent sent is then held."""
+        assert self.held is not None, "allocated at the epoch's start"
+        _, late = answered(self.durations, k, self.buffer)
+        if not late:
+            C = self.diffuser.contexts(received)
+        elif previous:
+            used = received.clone()
+            used[late] = self.held[late, start:stop]
+            C = self.diffuser.contexts(used)
+        else:
+            C = self._arrived_only(received, late)
+        self.held[:, start:stop] = received.detach()
+        return C, len(late)
+
+    def _arrived_only(self, received: torch.Tensor, late: list[int]) -> torch.Tensor:
+        """The first epoch's answer without the late agents' embeddings: before the first
+        clustering all agents share one context, here the strategy's aggregate of the arrived
+        agents' embeddings."""
+        if self.diffuser.history or self.diffuser.trial \
+                or self.diffuser.groups != [list(range(len(self.ids)))]:
+            raise RuntimeError("buffered OSM-L holds no earlier embeddings after a clustering")
+        gone = set(late)
+        arrived = [i for i in range(len(self.ids)) if i not in gone]
+        C = torch.empty_like(received)
+        C[:] = self.diffuser.strategy.aggregate(received.detach()[arrived])
+        return C
 
     def result(self, metrics: list[dict[str, Any]]) -> OsmlResult:
         ev = self.last_eval
@@ -307,6 +426,11 @@ class OsmlJob:
             "engine": self.config.engine,
             "agents": ids,
         }
+        if self.timed:
+            summary["sim_time"] = self.sim_time
+        if self.buffered:
+            shares = [r["late_share"] for r in metrics if "late_share" in r]
+            summary["late_share"] = float(np.mean(shares)) if shares else None
         if self.budget is not None:
             n = passes(self.config.epochs, self.config.cluster_every)
             summary["privacy"] = {**self.budget.summary(n), "passes": n, "unit": "time step"}
