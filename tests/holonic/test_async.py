@@ -24,9 +24,10 @@ SMALL = {**TWENTY, "data": "digits", "pool_size": 300, "distribution": "ueqniid"
          "local_epochs": 1, "lr": 0.05, "participation": 0.3, "threads": 1}
 STRAGGLERS = {"speed": {"distribution": "lognormal", "sigma": 0.5}, "stragglers": 0.1,
               "straggler_factor": 10}
-ASYNC_ONLY = {"messages", "bytes", "staleness"}
+ASYNC_ONLY = {"messages", "bytes", "staleness", "arrived"}
 """Keys of a buffered row that differ from a synchronous one by definition: the head sends
-its model to the terminals that start, not to every member, and staleness is buffered's own."""
+its model to the terminals that start, not to every member, and staleness and the order of
+arrival are buffered's own."""
 
 
 def small(**changes: Any) -> HolonicConfig:

@@ -10,6 +10,11 @@ Data: MNIST by default, or the user's images through `data` / `test` (the entrie
 them. The backbone is a registered name (`vit`, `cnn`) or an import path `package.module:Class`
 (a class or a function returning a module with `feature_dim`); a constructor that takes
 `input_shape` (C, H, W), `in_channels` or `image_size` (H, W) gets them from the data.
+
+Asynchronous rounds (`AsyncSettings`, as holonic's): a `clock:` block times the rounds of FL
+and DecL (`sim_time`); `aggregation: buffered` is FL's (the server buffers). A client's local
+work for the clock is local_steps × batch_size samples per round (the same for every client),
+or local_epochs × its data size.
 """
 from __future__ import annotations
 
@@ -22,7 +27,11 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from osmotic.data.datasets import DataSpec, paths_from
+from osmotic.holarchy.asynchronous import check_asynchronous
+from osmotic.holarchy.builders import fedavg, regular
+from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import BACKBONES, ModelError, accepted_arguments, locate_model, resolve_model
+from osmotic.runtime.clock import AsyncSettings, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
@@ -64,7 +73,7 @@ def _numbers(config: DsslConfig, skip: set[str]) -> dict[str, Any]:
     return out
 
 
-class DsslConfig(EngineSettings):
+class DsslConfig(AsyncSettings, EngineSettings):
     """Every setting of a D-SSL run."""
 
     mode: ClassVar[str] = "dssl"
@@ -179,6 +188,29 @@ class DsslConfig(EngineSettings):
                              " ties a batch's samples together (use method mae, or level user)")
         return self
 
+    @model_validator(mode="after")
+    def _asynchronous(self) -> DsslConfig:
+        """`aggregation: buffered` is FL's, and not MAR's latent exchange (a round's: every
+        client's latents pooled at once); the rest as holonic's
+        (`holarchy.asynchronous.check_asynchronous`)."""
+        if self.aggregation == "buffered" and self.framework == "decl":
+            raise ValueError("aggregation: buffered is FL's: a DecL graph has no head to "
+                             "buffer updates (use framework: fl, or aggregation: sync)")
+        if self.aggregation == "buffered" and self.method == "mar" \
+                and self.mar_target == "reference":
+            raise ValueError("aggregation: buffered does not take MAR's latent exchange "
+                             "(mar_target: reference); use mar_target: model")
+        check_asynchronous(self, self.build_holarchy, participation=self.participation,
+                           dropout_rate=self.dropout_rate, privacy=self.privacy is not None)
+        return self
+
+    def build_holarchy(self) -> Holarchy:
+        """FL: the `fedavg` holarchy over the clients; DecL: `p2p` over a seeded random
+        `degree`-regular graph."""
+        if self.framework == "fl":
+            return fedavg(self.clients)
+        return regular(self.clients, self.degree, self.seed)
+
     @property
     def partial(self) -> bool:
         """Whether some clients sit a round out or fail to report (participation, dropout)."""
@@ -215,9 +247,9 @@ class DsslConfig(EngineSettings):
 
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """Relative data files, and a `backbone` module beside the settings file, taken from
-        its folder (recorded absolute, for resume)."""
-        data = paths_from(data, folder)
+        """Relative data files, a clock file, and a `backbone` module beside the settings file,
+        taken from its folder (recorded absolute, for resume)."""
+        data = with_clock_folder(paths_from(data, folder), folder)
         if isinstance(data.get("backbone"), str) and data["backbone"] not in BACKBONES:
             data["backbone"] = locate_model(data["backbone"], folder)
         return data

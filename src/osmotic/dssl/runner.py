@@ -31,7 +31,7 @@ from osmotic.dssl.augment import pixel_scale
 from osmotic.dssl.clients import Clients, RayClients
 from osmotic.dssl.config import DsslConfig
 from osmotic.dssl.objectives import MAR, OBJECTIVES, VISIBLE, SimSiam, gamma_at
-from osmotic.holarchy.builders import fedavg, regular
+from osmotic.holarchy.asynchronous import BufferedRounds, ClockedRounds, asynchronous_rounds
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.privacy import dp_sgd, plan_privacy
 from osmotic.holarchy.schedule import Participation, SyncSchedule
@@ -141,9 +141,19 @@ def _first_line(e: BaseException) -> str:
 
 
 def holarchy_of(config: DsslConfig) -> Holarchy:
-    if config.framework == "fl":
-        return fedavg(config.clients)
-    return regular(config.clients, config.degree, config.seed)
+    """FL: `fedavg` over the clients; DecL: a seeded random regular graph
+    (`DsslConfig.build_holarchy`)."""
+    return config.build_holarchy()
+
+
+def clock_work(config: DsslConfig, clients: Sequence[str], parts: Sequence[np.ndarray]
+               ) -> tuple[dict[str, int], int]:
+    """A client's local work per round for the simulated clock, as (samples per epoch, epochs):
+    local_steps × batch_size samples (the same for every client), or its data size (`parts`,
+    in the order of `clients`) × local_epochs."""
+    if config.local_steps is not None:
+        return dict.fromkeys(clients, config.local_steps * config.batch_size), 1
+    return {t: len(p) for t, p in zip(clients, parts, strict=True)}, config.local_epochs or 1
 
 
 class Prober:
@@ -195,19 +205,29 @@ class DsslJob:
     the model (a round nobody reported leaves the sets as they were); DecL: each client pools
     those of itself and its neighbours that reported, and one to which none came keeps its
     set (`MAR`: NaN rows are latents that did not come).
+
+    Asynchronous rounds (`rounds`, `holarchy.asynchronous`, the drivers holonic uses): with a
+    `clock:` block a round lasts as long as its slowest trained client and rows gain
+    `sim_time`; with `aggregation: buffered` (FL) one unit is one aggregation of the server's
+    buffer, rows gain `staleness` and `arrived`, `trained` and `reported` count the updates
+    aggregated (when some clients sit an aggregation out), and drift is measured among them.
     """
 
     def __init__(self, config: DsslConfig, holarchy: Holarchy, engine: Any,
                  schedule: SyncSchedule, prober: Prober, drift_images: Tensor,
-                 participation: Participation | None = None):
+                 participation: Participation | None = None,
+                 rounds: ClockedRounds | BufferedRounds | None = None):
         self.config, self.h, self.engine, self.schedule = config, holarchy, engine, schedule
         self.prober, self.drift_images = prober, drift_images
         self.participation = participation or Participation(holarchy)
+        self.rounds = rounds
         self.terminals = holarchy.terminals()
         self.latent_messages = self.latent_bytes = 0
         self.train_seconds = 0.0
         self.models: Tensor | None = None
         self.exchange = config.method == "mar" and config.mar_target == "reference"
+        self.counts = config.partial or (isinstance(rounds, BufferedRounds)
+                                         and rounds.head.buffer < len(self.terminals))
 
     def work(self) -> dict[str, int | None]:
         return {"epochs": self.config.local_epochs, "steps": self.config.local_steps}
@@ -219,6 +239,33 @@ class DsslJob:
                          c.mar_gamma_schedule) if c.method == "mar" else None
         if gamma is not None:
             self.engine.set_gamma(gamma)
+        if isinstance(self.rounds, BufferedRounds):
+            done = self.rounds.step(self.engine, **self.work())
+            loss, local, models, trained = done.loss, done.trained, done.models, done.aggregated
+            fields = done.row if self.counts else \
+                {k: v for k, v in done.row.items() if k not in ("trained", "reported")}
+            everyone = len(trained) == len(self.terminals)
+        else:
+            loss, local, models, trained, fields = self.synchronous(unit)
+            everyone = self.participation.everyone
+        self.train_seconds += time.perf_counter() - t0
+        self.models = models
+        index = {t: i for i, t in enumerate(self.terminals)}
+        moved = local if everyone else local[[index[t] for t in trained]]
+        row = {"round": unit,
+               "mean_train_loss": float(loss.mean() if everyone else np.nanmean(loss)),
+               "gamma": gamma, "drift": self.drift(moved, trained), **self.traffic(),
+               "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True)), **fields}
+        if self.schedule.privacy is not None:
+            row["epsilon"] = self.schedule.privacy.epsilon(unit)
+        if c.probe_every and unit % c.probe_every == 0 and unit < c.rounds:
+            row["linear_probe_accuracy"] = self.prober(self.consensus(), knn=False)["linear"]
+        return row
+
+    def synchronous(self, unit: int) -> tuple[np.ndarray, Tensor, Tensor, list[str],
+                                              dict[str, Any]]:
+        """One synchronous round: (losses, local models, averaged models, the clients that
+        trained, the row's `trained`/`reported` counts and `sim_time` where they apply)."""
         trained, reported = self.participation.draw(unit)
         everyone = self.participation.everyone
         loss, flat = self.engine.train(**self.work(), active=None if everyone else trained)
@@ -229,21 +276,11 @@ class DsslJob:
         self.engine.load_flat(models.numpy())
         if self.exchange:
             self.mar_exchange(unit, None if everyone else reported)
-        self.train_seconds += time.perf_counter() - t0
-        self.models = models
-        index = {t: i for i, t in enumerate(self.terminals)}
-        moved = local if everyone else local[[index[t] for t in trained]]
-        row = {"round": unit,
-               "mean_train_loss": float(loss.mean() if everyone else np.nanmean(loss)),
-               "gamma": gamma, "drift": self.drift(moved, self.terminals if everyone else trained), **self.traffic(),
-               "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
-        if self.config.partial:
-            row.update(trained=len(trained), reported=len(reported))
-        if self.schedule.privacy is not None:
-            row["epsilon"] = self.schedule.privacy.epsilon(unit)
-        if c.probe_every and unit % c.probe_every == 0 and unit < c.rounds:
-            row["linear_probe_accuracy"] = self.prober(self.consensus(), knn=False)["linear"]
-        return row
+        fields: dict[str, Any] = {"trained": len(trained), "reported": len(reported)} \
+            if self.counts else {}
+        if isinstance(self.rounds, ClockedRounds):
+            fields.update(self.rounds.advance(trained))
+        return loss, local, models, trained, fields
 
     def drift(self, local: Tensor, ids: Sequence[str]) -> float:
         """1 − mean pairwise linear CKA of the clients' local models (before averaging; those
@@ -310,8 +347,13 @@ class DsslJob:
         groups = {"clients": self.engine.state(), "schedule": tensors}
         if self.models is not None:
             groups["models"] = {"terminals": self.models}
-        return groups, {"schedule": rest, "latent_messages": self.latent_messages,
-                        "latent_bytes": self.latent_bytes, "train_seconds": self.train_seconds}
+        meta = {"schedule": rest, "latent_messages": self.latent_messages,
+                "latent_bytes": self.latent_bytes, "train_seconds": self.train_seconds}
+        if isinstance(self.rounds, ClockedRounds):
+            meta.update(self.rounds.state())
+        elif isinstance(self.rounds, BufferedRounds):
+            groups["buffered"], meta["buffered"] = self.rounds.state()
+        return groups, meta
 
     def load_state(self, groups: dict[str, dict[str, Tensor]], meta: dict[str, Any]) -> None:
         self.engine.load_state(groups.get("clients", {}))
@@ -319,6 +361,10 @@ class DsslJob:
         self.models = groups.get("models", {}).get("terminals")
         self.latent_messages, self.latent_bytes = meta["latent_messages"], meta["latent_bytes"]
         self.train_seconds = meta["train_seconds"]
+        if isinstance(self.rounds, ClockedRounds):
+            self.rounds.load_state(meta)
+        elif isinstance(self.rounds, BufferedRounds):
+            self.rounds.load_state(groups.get("buffered", {}), meta["buffered"])
 
 
 def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
@@ -376,7 +422,10 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
                                keep_optimizer_state=config.keep_optimizer_state,
                                **dp_sgd(privacy)),
         lambda engine: DsslJob(config, holarchy, engine, schedule, prober, sample,
-                               participation),
+                               participation, asynchronous_rounds(
+                                   config, holarchy, schedule,
+                                   *clock_work(config, terminals, parts),
+                                   participation=config.participation, seed=config.seed)),
         total=config.rounds, unit="round", label=f"dssl {config.name}",
         checkpoint_every=config.checkpoint_every or 5, finish=finish, log=log,
         progress=progress)

@@ -17,11 +17,12 @@ nothing is ever stale and the run equals the synchronous one bit for bit.
 Scope: holarchies whose terminals all report to one aggregating head that is the root, without
 neighbour edges (FedAvg: `builders.fedavg`, or a holarchy YAML with one level). In deeper
 holarchies every head would buffer on its own and report up asynchronously; that is not done
-yet (`buffering_head` refuses them).
+yet (`buffering_head` refuses them). `holarchy.asynchronous` drives a head through a mode's
+run (`BufferedRounds`), the same for every mode.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -114,9 +115,14 @@ class BufferedHead:
 
     def arrivals(self) -> list[str]:
         """The next B updates to arrive (ties: member order), in member order."""
-        first = sorted(self.flights, key=lambda t: (self.flights[t].arrival, self.rank[t]))
-        chosen = set(first[: self.buffer])
+        chosen = set(self.in_arrival_order(self.flights)[: self.buffer])
         return [m for m in self.members if m in chosen]
+
+    def in_arrival_order(self, terminals: Iterable[str]) -> list[str]:
+        """`terminals` (in flight) in the order their updates reach the head: by simulated
+        arrival time, ties in member order. Decided by the clock alone, never by which
+        process finished first, so every engine consumes the same updates in the same order."""
+        return sorted(terminals, key=lambda t: (self.flights[t].arrival, self.rank[t]))
 
     def staleness(self, terminal: str) -> int:
         """Versions the head has moved on since `terminal` started."""

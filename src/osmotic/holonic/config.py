@@ -11,11 +11,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec, paths_from
-from osmotic.holarchy.buffered import buffering_head, drawn_per_round
+from osmotic.holarchy.asynchronous import check_asynchronous
 from osmotic.holarchy.builders import structure
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.models import data_arguments, locate_model, resolve_model
-from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
+from osmotic.runtime.clock import AsyncSettings, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.settings import EngineSettings
 
@@ -84,26 +84,17 @@ class HolonicConfig(AsyncSettings, EngineSettings):
 
     @model_validator(mode="after")
     def _asynchronous(self) -> HolonicConfig:
-        """`buffer` only with `aggregation: buffered`, which needs a one-level holarchy and
-        every drawn terminal to report (no dropout_rate or privacy yet); B at most the
-        terminals drawn per round; a clock file that lists exactly the terminals."""
-        if self.aggregation == "buffered" and (self.dropout_rate or self.privacy is not None):
-            raise ValueError("aggregation: buffered does not take dropout_rate or privacy yet")
-        clock_file = None if self.clock is None else self.clock.file
-        if self.aggregation == "sync" and clock_file is None:
-            return self
-        try:
-            holarchy = self.build_holarchy()
-        except (OSError, ValueError):
-            return self  # the run reports a holarchy it cannot read, in its own words
-        if clock_file is not None:
-            read_clock_file(clock_file, holarchy.terminals())
-        if self.aggregation == "buffered":
-            buffering_head(holarchy)
-            drawn = drawn_per_round(len(holarchy.terminals()), self.participation)
-            if self.buffer is not None and self.buffer > drawn:
-                raise ValueError(f"buffer: at most the {drawn} terminals drawn per round "
-                                 f"(participation × terminals), got {self.buffer}")
+        """`aggregation` and `clock` against the holarchy and the other settings
+        (`holarchy.asynchronous.check_asynchronous`, shared with D-SSL); a holarchy that
+        cannot be built is left for the run to report in its own words."""
+        def holarchy() -> Holarchy | None:
+            try:
+                return self.build_holarchy()
+            except (OSError, ValueError):
+                return None
+
+        check_asynchronous(self, holarchy, participation=self.participation,
+                           dropout_rate=self.dropout_rate, privacy=self.privacy is not None)
         return self
 
     def model_name(self, input_shape: tuple[int, ...]) -> str:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from osmotic.data import partition as partitions
 from osmotic.data.datasets import load_dataset
 from osmotic.data.splits import Dataset
-from osmotic.holarchy.buffered import BufferedHead, buffering_head, drawn_per_round
+from osmotic.holarchy.asynchronous import BufferedRounds, ClockedRounds, asynchronous_rounds
 from osmotic.holarchy.draw import draw_holarchy
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.privacy import dp_sgd, plan_privacy
@@ -33,7 +33,6 @@ from osmotic.holonic.plots import plot_curves
 from osmotic.models import make_model
 from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
-from osmotic.runtime.clock import ClockSettings, SimClock
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.modelcheck import check_batched
 from osmotic.runtime.session import Session, recorded_settings
@@ -204,100 +203,77 @@ def make_job(config: HolonicConfig, holarchy: Holarchy, engine: Any, schedule: S
              ) -> HolonicJob:
     """The job for `config`: synchronous rounds (`HolonicJob`), the same on a simulated clock
     (`ClockedJob`, with a `clock:` block), or buffered asynchronous aggregation
-    (`BufferedJob`). `parts` give the terminals' data sizes, the clock's work."""
-    if config.clock is None and config.aggregation == "sync":
-        return HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
+    (`BufferedJob`); the drivers are `holarchy.asynchronous`'s. `parts` give the terminals'
+    data sizes: the clock's work is a data size × E samples per turn."""
     sizes = {t: len(p) for t, p in zip(holarchy.terminals(), parts, strict=True)}
-    clock = SimClock(config.clock or ClockSettings(), sizes, config.local_epochs, config.seed)
-    kind = ClockedJob if config.aggregation == "sync" else BufferedJob
-    return kind(config, holarchy, engine, schedule, evaluator, participation, clock)
+    rounds = asynchronous_rounds(config, holarchy, schedule, sizes, config.local_epochs,
+                                 participation=config.participation, seed=config.seed)
+    if rounds is None:
+        return HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
+    kind = BufferedJob if isinstance(rounds, BufferedRounds) else ClockedJob
+    return kind(config, holarchy, engine, schedule, evaluator, participation, rounds)
 
 
 class ClockedJob(HolonicJob):
-    """Synchronous rounds on a simulated clock (`runtime.clock`): a round lasts as long as its
-    slowest trained terminal; every row gains `sim_time`, the simulated seconds so far."""
+    """Synchronous rounds on a simulated clock (`holarchy.asynchronous.ClockedRounds`): a round
+    lasts as long as its slowest trained terminal; every row gains `sim_time`, the simulated
+    seconds so far."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
                  schedule: SyncSchedule, evaluator: Evaluator, participation: Participation,
-                 clock: SimClock):
+                 rounds: ClockedRounds):
         super().__init__(config, holarchy, engine, schedule, evaluator, participation)
-        self.clock = clock
-        self.sim_time = 0.0
+        self.rounds = rounds
 
     def step(self, round_: int, bar: Any) -> dict[str, Any]:
         row = super().step(round_, bar)
-        self.sim_time += self.clock.round_time(self.participation.draw(round_)[0])
-        row["sim_time"] = self.sim_time
-        return row
+        return {**row, **self.rounds.advance(self.participation.draw(round_)[0])}
 
     def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         groups, meta = super().state()
-        return groups, {**meta, "sim_time": self.sim_time}
+        return groups, {**meta, **self.rounds.state()}
 
     def load_state(self, groups: dict[str, dict[str, Tensor]], meta: dict[str, Any]) -> None:
         super().load_state(groups, meta)
-        self.sim_time = float(meta["sim_time"])
+        self.rounds.load_state(meta)
 
 
 class BufferedJob(HolonicJob):
     """Buffered asynchronous aggregation at the root of a one-level holarchy
-    (`holarchy.buffered`): one unit ("round") is one aggregation of `buffer` updates. Rows are
-    a synchronous round's, `trained` and `reported` counting the updates aggregated, plus
-    `staleness` (their mean) and, with a `clock:` block, `sim_time`; a terminal in flight holds
-    (and is tested on) the model it started from. Traffic: an aggregated update is one vertical
-    message of its terminal, a start one of the head."""
+    (`holarchy.asynchronous.BufferedRounds`): one unit ("round") is one aggregation of
+    `buffer` updates. Rows are a synchronous round's, `trained` and `reported` counting the
+    updates aggregated, plus `staleness` (their mean), `arrived` (their terminals in the order
+    the updates arrived) and, with a `clock:` block, `sim_time`; a terminal in flight holds
+    (and is tested on) the model it started from."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
                  schedule: SyncSchedule, evaluator: Evaluator, participation: Participation,
-                 clock: SimClock):
+                 rounds: BufferedRounds):
         super().__init__(config, holarchy, engine, schedule, evaluator, participation)
-        self.clock, self.timed = clock, config.clock is not None
-        self.root = buffering_head(holarchy)
-        concurrency = drawn_per_round(len(self.terminals), config.participation)
-        self.head = BufferedHead(self.root, self.terminals, schedule.weights,
-                                 schedule.models[self.root], buffer=config.buffer or concurrency,
-                                 concurrency=concurrency, exponent=config.staleness_exponent,
-                                 seed=config.seed)
-        self.index = {t: i for i, t in enumerate(self.terminals)}
-        self.schedule.traffic.send(self.root, "vertical", len(self.head.fill(clock.durations)))
+        self.rounds = rounds
 
     def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         groups, meta = super().state()
-        tensors, head = self.head.state()
+        tensors, head = self.rounds.state()
         return {**groups, "buffered": tensors}, {**meta, "buffered": head}
 
     def load_state(self, groups: dict[str, dict[str, Tensor]], meta: dict[str, Any]) -> None:
         super().load_state(groups, meta)
-        self.head.load_state(groups.get("buffered", {}), meta["buffered"])
+        self.rounds.load_state(groups.get("buffered", {}), meta["buffered"])
 
     def step(self, round_: int, bar: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
-        arrived = self.head.arrivals()
-        loss, flat = self.engine.train(self.config.local_epochs, arrived)
-        check_finite(loss.tolist(), self.terminals, arrived, flat)
-        trained = torch.from_numpy(flat)
-        staleness = [self.head.staleness(t) for t in arrived]
-        self.schedule.models[self.root] = self.head.aggregate(
-            {t: trained[self.index[t]] for t in arrived})
-        for t in arrived:
-            self.schedule.traffic.send(t, "vertical")
-        started = self.head.fill(self.clock.durations)
-        self.schedule.traffic.send(self.root, "vertical", len(started))
-        models = self.head.holding(self.terminals)
-        self.engine.load_flat(models.numpy())
+        done = self.rounds.step(self.engine, epochs=self.config.local_epochs)
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
-        row = {"round": round_, "mean_train_loss": float(np.nanmean(loss)),
+        row = {"round": round_, "mean_train_loss": float(np.nanmean(done.loss)),
                "mean_test_accuracy": None, "root_test_accuracy": None,
-               "trained": len(arrived), "reported": len(arrived),
                **self.schedule.traffic.totals(),
-               "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True)),
-               "staleness": float(np.mean(staleness))}
+               "train_loss": dict(zip(self.terminals, done.loss.tolist(), strict=True)),
+               **done.row}
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
-            row.update(self.evaluate(models))
+            row.update(self.evaluate(done.models))
             self.eval_seconds += time.perf_counter() - t1
-        if self.timed:
-            row["sim_time"] = self.head.now
         return row
 
 

@@ -107,7 +107,13 @@ class ClockSettings(Settings):
 
 class AsyncSettings(Settings):
     """The settings of simulated time and asynchronous aggregation, the same in every mode
-    that has them: a `clock:` block and how a head (a diffuser) waits for its members."""
+    that has them: a `clock:` block and how a head (a diffuser) waits for its members.
+
+    Checked here: what needs no more than these fields. What needs the holarchy (buffered:
+    one head over terminals only, B at most the terminals drawn per round, no dropout_rate or
+    privacy; a clock file listing exactly the terminals) is
+    `holarchy.asynchronous.check_asynchronous`, which the holarchy modes' configs (holonic,
+    D-SSL) call; this layer cannot see a holarchy."""
 
     clock: ClockSettings | None = Field(None, description="simulated time: per-terminal speed "
                                         "and link delay {speed, delay, stragglers, "
@@ -115,7 +121,8 @@ class AsyncSettings(Settings):
     aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: rounds wait "
                                                      "for every drawn terminal; buffered: the "
                                                      "head aggregates every `buffer` arrivals "
-                                                     "(FedBuff; one-level holarchies)")
+                                                     "(FedBuff; a head over terminals only: "
+                                                     "one-level holarchies, D-SSL's FL)")
     buffer: int | None = Field(None, ge=1, description="B: updates a buffered head waits for "
                                "(at most, and by default, the terminals drawn per round)")
     staleness_exponent: float = Field(0.5, ge=0, description="a: a buffered update s versions "
