@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.models import locate_model, resolve_model
-from osmotic.runtime.clock import AsyncSettings, ClockSettings, read_clock_file, with_clock_folder
+from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
 from osmotic.settings import EngineSettings
@@ -92,23 +92,6 @@ class OsmlConfig(AsyncSettings, EngineSettings):
                                             "default here) and protects one time step of an "
                                             "agent's series (level: user and record alike)")
     seed: int = Field(0, ge=0)
-    # AsyncSettings' fields, described as OSM-L reads them (docs/osml.md, "Asynchronous agents")
-    clock: ClockSettings | None = Field(None, description="simulated time: per-agent speed "
-                                        "(windows per simulated second) and link delay "
-                                        "{speed, delay, stragglers, straggler_factor} or "
-                                        "{file}; one batch lasts batch_size / speed + delay; "
-                                        "rows gain sim_time")
-    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: the diffuser "
-                                                     "waits for every agent at every batch; "
-                                                     "buffered: it answers a batch once "
-                                                     "`buffer` agents' embeddings arrived, "
-                                                     "with its latest of the others'")
-    buffer: int | None = Field(None, ge=1, description="B: embeddings a buffered diffuser "
-                               "waits for per batch (at most, and by default, the agents)")
-    staleness_exponent: float = Field(0.5, ge=0, description="not used in OSM-L (a stale "
-                                      "embedding enters its context unweighted); only its "
-                                      "default is taken")
-
     @field_validator("data")
     @classmethod
     def _a_source(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:

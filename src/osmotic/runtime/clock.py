@@ -115,18 +115,19 @@ class AsyncSettings(Settings):
     `holarchy.asynchronous.check_asynchronous`, which the holarchy modes' configs (holonic,
     D-SSL) call; this layer cannot see a holarchy."""
 
-    clock: ClockSettings | None = Field(None, description="simulated time: per-terminal speed "
-                                        "and link delay {speed, delay, stragglers, "
-                                        "straggler_factor} or {file}; rows gain sim_time")
-    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: rounds wait "
-                                                     "for every drawn terminal; buffered: the "
-                                                     "head aggregates every `buffer` arrivals "
-                                                     "(FedBuff; a head over terminals only: "
-                                                     "one-level holarchies, D-SSL's FL)")
-    buffer: int | None = Field(None, ge=1, description="B: updates a buffered head waits for "
-                               "(at most, and by default, the terminals drawn per round)")
-    staleness_exponent: float = Field(0.5, ge=0, description="a: a buffered update s versions "
-                                      "stale weighs data size × (1 + s)^-a")
+    clock: ClockSettings | None = Field(None, description="simulated time: each member's "
+                                        "(terminal's, agent's) speed and link delay {speed, "
+                                        "delay, stragglers, straggler_factor} or {file}; rows "
+                                        "gain sim_time")
+    aggregation: Literal["sync", "buffered"] = Field("sync", description="sync: wait for every "
+                                                     "drawn member each round (OSM-L: batch); "
+                                                     "buffered: aggregate as soon as `buffer` "
+                                                     "updates (embeddings) arrived")
+    buffer: int | None = Field(None, ge=1, description="B: arrivals a buffered head or diffuser "
+                               "waits for (at most, and by default, the members drawn per "
+                               "round)")
+    staleness_exponent: float = Field(0.5, ge=0, description="a: an update s versions stale "
+                                      "weighs data size × (1 + s)^-a (not used by OSM-L)")
 
     @model_validator(mode="after")
     def _buffer_only_when_buffered(self) -> AsyncSettings:
