@@ -222,3 +222,17 @@ def test_secure_aggregation_where_masks_cannot_hide_is_refused(
     with pytest.raises(InputError, match=f"privacy.secure_aggregation: .*{says}"):
         osmotic.run(mode="holonic", out=tmp_path / "r", progress=False,
                     privacy={"secure_aggregation": True}, **{**HOLONIC, **changes})
+
+
+def test_record_level_dp_sgd_spends_what_opacus_says_and_keeps_its_target(
+        tmp_path: Path) -> None:
+    run = osmotic.run(mode="holonic", out=tmp_path / "r", progress=False,
+                      **{**HOLONIC, "structure": None, "holarchy": FEDAVG, "model": "mlp",
+                         "batch_size": 16, "privacy": {"clip": 1.0, "target_epsilon": 4.0,
+                                                       "level": "record", "delta": 1e-4}})
+    privacy = run.summary["privacy"]
+    assert 3.0 < privacy["epsilon"] <= 4.0 and privacy["noise_multiplier"] > 0
+    rate, steps = privacy["sample_rate"], privacy["releases_per_round"]
+    assert steps == math.ceil(round(16 / rate) / 16)  # one epoch of the smallest terminal
+    expected = opacus_epsilon(privacy["noise_multiplier"], rate, steps * 3, 1e-4)
+    assert privacy["epsilon"] == pytest.approx(expected, rel=1e-12)
