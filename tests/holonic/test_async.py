@@ -1,5 +1,6 @@
 """Asynchronous rounds: the simulated clock, synchronous rounds timed by it, and buffered
-aggregation (FedBuff) at the root of a one-level holarchy."""
+aggregation (FedBuff) at the root of a one-level holarchy or at every head of a deeper one,
+with dropouts."""
 from __future__ import annotations
 
 import json
@@ -24,7 +25,11 @@ SMALL = {**TWENTY, "data": "digits", "pool_size": 300, "distribution": "ueqniid"
          "local_epochs": 1, "lr": 0.05, "participation": 0.3, "threads": 1}
 STRAGGLERS = {"speed": {"distribution": "lognormal", "sigma": 0.5}, "stragglers": 0.1,
               "straggler_factor": 10}
-ASYNC_ONLY = {"messages", "bytes", "staleness", "arrived"}
+TWO_LEVELS = {"holarchy": {"holarchy": {"id": "R", "members": [
+    {"id": "H1", "members": [str(i) for i in range(10)]},
+    {"id": "H2", "members": [str(i) for i in range(10, 20)]}]}}}
+"""The paper's 2L shape, 20 terminals, without neighbour edges (buffered takes none)."""
+ASYNC_ONLY = {"messages", "bytes", "staleness", "arrived", "aggregated_heads"}
 """Keys of a buffered row that differ from a synchronous one by definition: the head sends
 its model to the terminals that start, not to every member, and staleness and the order of
 arrival are buffered's own."""
@@ -59,6 +64,94 @@ def test_buffered_with_every_drawn_terminal_equals_sync_bit_for_bit(
     assert ("sim_time" in got[-1]) == (clock is not None)
     ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
     assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+
+
+@pytest.mark.parametrize("clock", [None, STRAGGLERS], ids=["equal-speeds", "stragglers"])
+def test_buffered_with_dropouts_equals_sync_with_the_same_dropouts(
+        tmp_path: Path, digits: Any, clock: dict[str, Any] | None) -> None:
+    """B = the terminals drawn per round, dropout_rate 0.3: a terminal drops out of the round
+    it started for by `Participation`'s own draw (seed, terminal, round), trains, and the head
+    stops waiting for it when its update would have arrived: every aggregation is the
+    synchronous round with the same dropouts, bit for bit (simulated time included)."""
+    config = small(clock=clock, dropout_rate=0.3, rounds=5)
+    sync = run(config, tmp_path / "sync", digits, progress=False)
+    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
+                   digits, progress=False)
+    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    assert any(r["reported"] < r["trained"] for r in want)  # some terminals dropped out
+    assert all(r["reported"] > 0 for r in want)  # (a round nobody reports differs: docs)
+    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
+        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    assert all(len(r["arrived"]) == r["reported"] for r in got)
+    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
+    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+
+
+@pytest.mark.parametrize("dropout_rate", [0.0, 0.3], ids=["all-report", "dropouts"])
+def test_two_levels_buffered_with_every_drawn_terminal_equals_sync_bit_for_bit(
+        tmp_path: Path, digits: Any, dropout_rate: float) -> None:
+    """Two heads over ten terminals each under a root, budget K = 2, equal speeds, B = the
+    terminals each head draws per round: both heads fill at once, so each event is a
+    synchronous round (both aggregate, report up every K, the root waits for both and sends
+    down): the same rows and models, bit for bit."""
+    config = small(**TWO_LEVELS, budget=2, rounds=5, dropout_rate=dropout_rate)
+    sync = run(config, tmp_path / "sync", digits, progress=False)
+    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
+                   digits, progress=False)
+    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
+        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    assert all(r["aggregated_heads"] == ["H1", "H2"] and r["staleness"] == 0 for r in got)
+    assert any(r["reported"] < r["trained"] for r in want) == (dropout_rate > 0)
+    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
+    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+
+
+def test_two_levels_buffered_reaches_the_aggregations_sooner_and_resumes(
+        tmp_path: Path, digits: Any) -> None:
+    """10 % stragglers: four synchronous rounds are eight head aggregations, each round
+    waiting for its slowest terminal; with B = 2 of 5 in flight per head the heads make those
+    eight aggregations in less simulated time, each on its own, and a resumed run ends where
+    the uninterrupted one does."""
+    config = small(**TWO_LEVELS, clock={"stragglers": 0.1}, participation=0.5, rounds=4)
+    run(config, tmp_path / "sync", digits, progress=False)
+    buffered = config.with_overrides(aggregation="buffered", buffer=2, rounds=10,
+                                     checkpoint_every=3)
+    straight = run(buffered, tmp_path / "buffered", digits, progress=False)
+    sync, got = rows(tmp_path / "sync"), rows(tmp_path / "buffered")
+    done = [sum(len(r["aggregated_heads"]) for r in got[: i + 1]) for i in range(len(got))]
+    eighth = got[next(i for i, n in enumerate(done) if n >= 8)]
+    assert eighth["sim_time"] < sync[-1]["sim_time"]
+    assert any(len(r["aggregated_heads"]) == 1 for r in got)
+    assert max(r["staleness"] for r in got) > 0
+    run(buffered.with_overrides(rounds=5), tmp_path / "cut", digits, progress=False)
+    (tmp_path / "cut" / "summary.json").unlink()
+    resumed = run(buffered, tmp_path / "cut", digits, progress=False, resume=True)
+    same_numbers(straight, resumed)
+    assert rows(tmp_path / "cut") == got
+
+
+def test_a_dropout_ends_its_flight_unaggregated() -> None:
+    """A terminal that drops out is one of the B flights that end, at its would-be arrival
+    time; only the others are aggregated, and its slot is drawn anew."""
+    head = BufferedHead("R", ["a", "b", "c"], dict.fromkeys("abc", 1.0), torch.zeros(1),
+                        buffer=2, concurrency=2, seed=3, dropout_rate=0.5)
+    head.fill({"a": 1.0, "b": 2.0, "c": 3.0})
+    ended = head.arrivals()
+    kept = [t for t in ended if not head.drops(t)]
+    gone = [t for t in ended if head.drops(t)]
+    assert (ended, gone) == (["b", "c"], ["b"])
+    model = head.aggregate({t: torch.ones(1) for t in kept}, gone)
+    assert head.version == 1 and not head.flights and head.now == 3.0
+    assert torch.equal(model, torch.ones(1))
+    assert head.fill({"a": 1.0, "b": 2.0, "c": 3.0}) != []  # both slots drawn anew
+    empty = head.aggregate({}, head.arrivals())  # nothing arrived: the model stays
+    assert torch.equal(empty, model) and head.version == 2
+    drops = {t: BufferedHead("R", [t], {t: 1.0}, torch.zeros(1), buffer=1, concurrency=1,
+                             seed=3, dropout_rate=0.5) for t in "abc"}
+    for t, h in drops.items():
+        h.fill({t: 1.0})
+    assert [t for t in ended if drops[t].drops(t)] == gone  # (seed, terminal, round) alone
 
 
 def test_staleness_weights_and_stale_updates() -> None:
@@ -191,10 +284,13 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"structure": "2L", "holarchy": None}, "aggregation: buffered needs a one-level holarchy"),
-    ({"structure": "1P", "holarchy": None}, "aggregation: buffered needs a one-level holarchy"),
+    ({"structure": "2L", "holarchy": None}, "buffered needs a holarchy without neighbour edges"),
+    ({"structure": "1P", "holarchy": None}, "buffered needs a holarchy without neighbour edges"),
+    ({"holarchy": {"holarchy": {"id": "R", "members": [
+        "0", {"id": "H", "members": ["1", "2"]}]}}}, "all terminals or all non-terminals"),
+    ({**TWO_LEVELS, "buffer": 4}, "at most the 3 terminals drawn per round by the smallest"),
     ({"buffer": 7}, "buffer: at most the 6 terminals drawn per round"),
-    ({"dropout_rate": 0.1}, "does not take dropout_rate or privacy"),
+    ({"privacy": {"clip": 1.0, "noise_multiplier": 1.0}}, "does not take privacy"),
 ])
 def test_buffered_refusals(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):

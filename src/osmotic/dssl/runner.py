@@ -210,7 +210,9 @@ class DsslJob:
     `clock:` block a round lasts as long as its slowest trained client and rows gain
     `sim_time`; with `aggregation: buffered` (FL) one unit is one aggregation of the server's
     buffer, rows gain `staleness` and `arrived`, `trained` and `reported` count the updates
-    aggregated (when some clients sit an aggregation out), and drift is measured among them.
+    aggregated (when some clients sit an aggregation out), and drift is measured among the
+    clients whose flight ended (aggregated or dropped out), as a synchronous round measures it
+    among those that trained.
     """
 
     def __init__(self, config: DsslConfig, holarchy: Holarchy, engine: Any,
@@ -241,7 +243,9 @@ class DsslJob:
             self.engine.set_gamma(gamma)
         if isinstance(self.rounds, BufferedRounds):
             done = self.rounds.step(self.engine, **self.work())
-            loss, local, models, trained = done.loss, done.trained, done.models, done.aggregated
+            loss, local, models = done.loss, done.trained, done.models
+            ended = set(done.aggregated) | set(done.dropped)  # trained, as a synchronous round's
+            trained = [t for t in self.terminals if t in ended]
             fields = done.row if self.counts else \
                 {k: v for k, v in done.row.items() if k not in ("trained", "reported")}
             everyone = len(trained) == len(self.terminals)

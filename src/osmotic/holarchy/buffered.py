@@ -7,6 +7,18 @@ them (its version goes up by one) and B terminals not in flight start from the n
 with a generator seeded by (seed, head, version): the draw `Participation` makes for the same
 round, so with B = concurrency every aggregation is a synchronous round.
 
+Dropouts (`dropout_rate`): a terminal that started from version v drops out of round v + 1
+with the draw `Participation` makes for it in that round (seed, terminal, "dropout:{v + 1}").
+It trains, but its update never arrives: when it would have arrived the head stops waiting
+for it and counts its flight as ended, one of the B it waits for (a time-out, as a
+synchronous head does not wait for a member that dropped out), but aggregates only the
+updates that arrived; its slot is refilled by the aggregation's draw like every other ended
+flight. An aggregation to which no update arrived leaves the head's model as it is (its
+version still goes up: the next draw is the next round's). With equal speeds and
+B = concurrency this is the synchronous round with the same dropouts, bit for bit, except
+when nobody reports: a synchronous round then leaves every terminal its trained model, while
+here the terminals hold the head's model.
+
 An update started from version v and aggregated into version u + 1 is s = u - v versions stale.
 A fresh one (s = 0) is the member's trained model as it is; a stale one is applied as the
 head's current model plus the member's delta (its trained model minus the model it started
@@ -14,11 +26,13 @@ from). The updates are then averaged with weights data size × (1 + s)^(-a) (Fed
 polynomial staleness, Xie et al. 2019), normalised. With equal speeds and B = concurrency
 nothing is ever stale and the run equals the synchronous one bit for bit.
 
-Scope: holarchies whose terminals all report to one aggregating head that is the root, without
-neighbour edges (FedAvg: `builders.fedavg`, or a holarchy YAML with one level). In deeper
-holarchies every head would buffer on its own and report up asynchronously; that is not done
-yet (`buffering_head` refuses them). `holarchy.asynchronous` drives a head through a mode's
-run (`BufferedRounds`), the same for every mode.
+Scope: `buffering_head` is the root of a one-level holarchy (FedAvg: `builders.fedavg`, or a
+holarchy YAML with one level), which `holarchy.asynchronous.BufferedRounds` drives through a
+mode's run, the same for every mode. In a deeper holarchy without neighbour edges
+(`buffering_heads`) every head over terminals is a `BufferedHead` of its own and its
+superiors wait for their member heads' reports (`holarchy.asynchronous.LayeredRounds`); a
+model a head receives from above (`receive`) replaces its model and makes the updates in
+flight one step staler, without changing the version its draws are keyed by.
 """
 from __future__ import annotations
 
@@ -49,6 +63,29 @@ def buffering_head(holarchy: Holarchy) -> str:
     return holarchy.root
 
 
+def buffering_heads(holarchy: Holarchy) -> list[str]:
+    """The heads that buffer in a holarchy of any depth: those whose members are terminals
+    (holarchy order). Every non-terminal must aggregate, have members that are all terminals
+    or all non-terminals, and there must be no neighbour edges (a buffered head has no round
+    in which its members would average with their neighbours); else one line."""
+    if holarchy.edges:
+        raise ValueError(f"aggregation: buffered needs a holarchy without neighbour edges; got "
+                         f"{holarchy!r} (remove its edges)")
+    heads = []
+    for h in holarchy.nonterminals():
+        holon = holarchy.holons[h]
+        kinds = {holarchy.holons[m].terminal for m in holon.members}
+        if not holon.aggregates or len(kinds) != 1:
+            raise ValueError(f"aggregation: buffered needs every non-terminal to aggregate "
+                             f"members that are all terminals or all non-terminals; {h} of "
+                             f"{holarchy!r} does not")
+        if kinds == {True}:
+            heads.append(h)
+    if not heads:
+        raise ValueError(f"aggregation: buffered needs a head over terminals; got {holarchy!r}")
+    return heads
+
+
 def drawn_per_round(members: int, participation: float) -> int:
     """Terminals a synchronous round draws from `members` (as `Participation` does)."""
     return max(1, int(participation * members + 0.5))
@@ -67,6 +104,8 @@ class Flight:
     version: int
     start: float
     arrival: float
+    changes: int = -1
+    """The head's `changes` when the terminal started (-1: its `version`, one-level heads)."""
 
 
 class BufferedHead:
@@ -75,12 +114,15 @@ class BufferedHead:
 
     def __init__(self, head: str, members: Sequence[str], weights: Mapping[str, float],
                  model: Tensor, *, buffer: int, concurrency: int, exponent: float = 0.5,
-                 seed: int = 0):
+                 seed: int = 0, dropout_rate: float = 0.0):
         if not 1 <= buffer <= concurrency <= len(members):
             raise ValueError(f"need 1 <= buffer <= concurrency <= members, got {buffer}, "
                              f"{concurrency} and {len(members)}")
         if exponent < 0:
             raise ValueError(f"staleness exponent must be >= 0, got {exponent}")
+        if not 0 <= dropout_rate < 1:
+            raise ValueError(f"need 0 <= dropout_rate < 1, got {dropout_rate}")
+        self.dropout_rate = dropout_rate
         self.head, self.members = head, list(members)
         self.rank = {m: i for i, m in enumerate(self.members)}
         self.weights = {m: float(weights[m]) for m in self.members}
@@ -88,6 +130,7 @@ class BufferedHead:
             exponent, seed
         self.model = model
         self.version = 0
+        self.changes = 0  # the model's changes: own aggregations and models from above
         self.now = 0.0
         self.flights: dict[str, Flight] = {}
         self.starts: dict[str, Tensor] = {}
@@ -104,7 +147,8 @@ class BufferedHead:
     def start(self, terminals: Sequence[str], durations: Mapping[str, float]) -> None:
         """`terminals` start now from the head's current model."""
         for t in terminals:
-            self.flights[t] = Flight(self.version, self.now, self.now + durations[t])
+            self.flights[t] = Flight(self.version, self.now, self.now + durations[t],
+                                     self.changes)
             self.starts[t] = self.model
 
     def fill(self, durations: Mapping[str, float]) -> list[str]:
@@ -114,7 +158,8 @@ class BufferedHead:
         return started
 
     def arrivals(self) -> list[str]:
-        """The next B updates to arrive (ties: member order), in member order."""
+        """The next B flights to end (ties: member order), in member order: updates that
+        arrive, and terminals that drop out (`drops`) when theirs would have arrived."""
         chosen = set(self.in_arrival_order(self.flights)[: self.buffer])
         return [m for m in self.members if m in chosen]
 
@@ -124,25 +169,53 @@ class BufferedHead:
         process finished first, so every engine consumes the same updates in the same order."""
         return sorted(terminals, key=lambda t: (self.flights[t].arrival, self.rank[t]))
 
-    def staleness(self, terminal: str) -> int:
-        """Versions the head has moved on since `terminal` started."""
-        return self.version - self.flights[terminal].version
+    def drops(self, terminal: str) -> bool:
+        """Whether `terminal` (in flight) drops out of the round it started for (version + 1):
+        `Participation`'s draw for that terminal and round."""
+        if not self.dropout_rate:
+            return False
+        round_ = self.flights[terminal].version + 1
+        draw = np.random.default_rng(agent_seed(self.seed, terminal, f"dropout:{round_}"))
+        return bool(draw.random() < self.dropout_rate)
 
-    def aggregate(self, trained: Mapping[str, Tensor]) -> Tensor:
-        """Consume the updates `trained` (in flight, {terminal: trained model}): the simulated
-        time moves to the last arrival among them and the head's model to their
-        staleness-weighted average (module docstring); returns the new model."""
+    def due(self) -> float:
+        """When the next B flights will have ended: the head's next aggregation time."""
+        return max(self.flights[t].arrival for t in self.arrivals())
+
+    def staleness(self, terminal: str) -> int:
+        """Versions the head has moved on since `terminal` started (models received from
+        above included: `receive`)."""
+        f = self.flights[terminal]
+        return self.changes - (f.version if f.changes < 0 else f.changes)
+
+    def receive(self, model: Tensor) -> None:
+        """Take `model` from a superior: the head's model from now on; the updates in flight
+        are one step staler (applied as deltas to it), the version (draw keys) unchanged."""
+        self.model = model
+        self.changes += 1
+
+    def aggregate(self, trained: Mapping[str, Tensor], ended: Iterable[str] = ()) -> Tensor:
+        """Consume the updates `trained` (in flight, {terminal: trained model}) and end the
+        flights `ended` too (terminals that dropped out: their updates are not aggregated):
+        the simulated time moves to the last of these flights' ends and the head's model to
+        the staleness-weighted average of the updates (module docstring; as it was if there
+        are none); returns the new model."""
         ids = [m for m in self.members if m in trained]
-        updates, weights = [], []
-        for t in ids:
-            s = self.staleness(t)
-            updates.append(trained[t] if s == 0 else self.model + (trained[t] - self.starts[t]))
-            weights.append(self.weights[t] * staleness_weight(s, self.exponent))
-        self.now = max(self.now, *(self.flights[t].arrival for t in ids))
-        self.model = self.average(torch.stack(updates), torch.tensor(weights))
-        for t in ids:
+        gone = set(ids).union(ended)
+        if gone:
+            self.now = max(self.now, *(self.flights[t].arrival for t in gone))
+        if ids:
+            updates, weights = [], []
+            for t in ids:
+                s = self.staleness(t)
+                updates.append(trained[t] if s == 0
+                               else self.model + (trained[t] - self.starts[t]))
+                weights.append(self.weights[t] * staleness_weight(s, self.exponent))
+            self.model = self.average(torch.stack(updates), torch.tensor(weights))
+        for t in gone:
             del self.flights[t], self.starts[t]
         self.version += 1
+        self.changes += 1
         return self.model
 
     def average(self, updates: Tensor, weights: Tensor) -> Tensor:
@@ -161,13 +234,15 @@ class BufferedHead:
         version, time and flights as JSON."""
         tensors = {"model": self.model.clone()}
         tensors.update({f"start/{t}": x.clone() for t, x in self.starts.items()})
-        return tensors, {"version": self.version, "now": self.now,
+        return tensors, {"version": self.version, "now": self.now, "changes": self.changes,
                          "flights": {t: list(astuple(f)) for t, f in self.flights.items()}}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Inverse of `state`."""
         self.model = tensors["model"].clone()
         self.version, self.now = int(meta["version"]), float(meta["now"])
-        self.flights = {t: Flight(int(v), float(s), float(a))
-                        for t, (v, s, a) in meta["flights"].items()}
+        self.changes = int(meta.get("changes", self.version))
+        self.flights = {t: Flight(int(f[0]), float(f[1]), float(f[2]),
+                                  int(f[3]) if len(f) > 3 else -1)
+                        for t, f in meta["flights"].items()}
         self.starts = {t: tensors[f"start/{t}"].clone() for t in self.flights}

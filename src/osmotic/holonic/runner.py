@@ -21,7 +21,12 @@ from torch import Tensor, nn
 from osmotic.data import partition as partitions
 from osmotic.data.datasets import load_dataset
 from osmotic.data.splits import Dataset
-from osmotic.holarchy.asynchronous import BufferedRounds, ClockedRounds, asynchronous_rounds
+from osmotic.holarchy.asynchronous import (
+    BufferedRounds,
+    ClockedRounds,
+    LayeredRounds,
+    asynchronous_rounds,
+)
 from osmotic.holarchy.draw import draw_holarchy
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.privacy import dp_sgd, plan_privacy
@@ -210,7 +215,7 @@ def make_job(config: HolonicConfig, holarchy: Holarchy, engine: Any, schedule: S
                                  participation=config.participation, seed=config.seed)
     if rounds is None:
         return HolonicJob(config, holarchy, engine, schedule, evaluator, participation)
-    kind = BufferedJob if isinstance(rounds, BufferedRounds) else ClockedJob
+    kind = BufferedJob if isinstance(rounds, BufferedRounds | LayeredRounds) else ClockedJob
     return kind(config, holarchy, engine, schedule, evaluator, participation, rounds)
 
 
@@ -241,14 +246,16 @@ class ClockedJob(HolonicJob):
 class BufferedJob(HolonicJob):
     """Buffered asynchronous aggregation at the root of a one-level holarchy
     (`holarchy.asynchronous.BufferedRounds`): one unit ("round") is one aggregation of
-    `buffer` updates. Rows are a synchronous round's, `trained` and `reported` counting the
+    `buffer` updates; in a deeper holarchy (`LayeredRounds`) one event: the aggregations of
+    the heads over terminals whose buffers fill first, and what follows from them up and down
+    (rows gain `aggregated_heads`). Rows are a synchronous round's, `trained` and `reported` counting the
     updates aggregated, plus `staleness` (their mean), `arrived` (their terminals in the order
     the updates arrived) and, with a `clock:` block, `sim_time`; a terminal in flight holds
     (and is tested on) the model it started from."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
                  schedule: SyncSchedule, evaluator: Evaluator, participation: Participation,
-                 rounds: BufferedRounds):
+                 rounds: BufferedRounds | LayeredRounds):
         super().__init__(config, holarchy, engine, schedule, evaluator, participation)
         self.rounds = rounds
 

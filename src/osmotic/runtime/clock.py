@@ -110,8 +110,8 @@ class AsyncSettings(Settings):
     that has them: a `clock:` block and how a head (a diffuser) waits for its members.
 
     Checked here: what needs no more than these fields. What needs the holarchy (buffered:
-    one head over terminals only, B at most the terminals drawn per round, no dropout_rate or
-    privacy; a clock file listing exactly the terminals) is
+    heads of terminals only under plain averaging heads, no neighbour edges, B at most what a
+    head draws per round, no privacy; a clock file listing exactly the terminals) is
     `holarchy.asynchronous.check_asynchronous`, which the holarchy modes' configs (holonic,
     D-SSL) call; this layer cannot see a holarchy."""
 
