@@ -95,7 +95,9 @@ def test_a_clock_times_sync_rounds(tmp_path: Path, pool: Any, framework: str) ->
 @pytest.mark.parametrize(("changes", "message"), [
     ({"framework": "decl", "degree": 2}, "buffered is FL's: a DecL graph has no head"),
     ({"method": "mar", "mar_target": "reference"}, "does not take MAR's latent exchange"),
-    ({"privacy": {"clip": 1.0, "noise_multiplier": 1.0}}, "does not take privacy"),
+    ({"privacy": {"clip": 1.0, "noise_multiplier": 1.0}}, "does not take privacy.where: central"),
+    ({"privacy": {"secure_aggregation": True, "where": "local"}},
+     "does not take privacy.secure_aggregation"),
     ({"buffer": 5}, "buffer: at most the 4 terminals drawn per round"),
 ])
 def test_buffered_refusals(changes: dict[str, Any], message: str) -> None:

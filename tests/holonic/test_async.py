@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 import torch
+from opacus.accountants import RDPAccountant
 from pydantic import ValidationError
 
 from osmotic.holarchy.buffered import BufferedHead, buffering_head, staleness_weight
 from osmotic.holarchy.builders import fedavg, structure
+from osmotic.holarchy.privacy import HolarchyPrivacy
+from osmotic.holarchy.schedule import Participation
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.runner import load_data, run
 from osmotic.runtime.clock import ClockSettings, SimClock, read_clock_file, stragglers
+from osmotic.runtime.privacy import PrivacySettings, Release, calibrate
 from osmotic.settings import InputError
 from tests.holonic.test_resume import models, same_numbers
 
@@ -29,6 +33,8 @@ TWO_LEVELS = {"holarchy": {"holarchy": {"id": "R", "members": [
     {"id": "H1", "members": [str(i) for i in range(10)]},
     {"id": "H2", "members": [str(i) for i in range(10, 20)]}]}}}
 """The paper's 2L shape, 20 terminals, without neighbour edges (buffered takes none)."""
+LOCAL_DP = {"clip": 0.5, "noise_multiplier": 0.8, "where": "local", "delta": 1e-3}
+RECORD_DP = {"clip": 1.0, "noise_multiplier": 1.0, "level": "record", "delta": 1e-3}
 ASYNC_ONLY = {"messages", "bytes", "staleness", "arrived", "aggregated_heads"}
 """Keys of a buffered row that differ from a synchronous one by definition: the head sends
 its model to the terminals that start, not to every member, and staleness and the order of
@@ -129,6 +135,86 @@ def test_two_levels_buffered_reaches_the_aggregations_sooner_and_resumes(
     resumed = run(buffered, tmp_path / "cut", digits, progress=False, resume=True)
     same_numbers(straight, resumed)
     assert rows(tmp_path / "cut") == got
+
+
+@pytest.mark.parametrize(("changes", "block"), [
+    ({}, LOCAL_DP), ({"dropout_rate": 0.3, "rounds": 5}, LOCAL_DP),
+    ({**TWO_LEVELS, "budget": 2}, LOCAL_DP), ({}, RECORD_DP)],
+    ids=["local", "local-dropouts", "local-two-levels", "record"])
+def test_buffered_with_dp_and_every_drawn_terminal_equals_sync_bit_for_bit(
+        tmp_path: Path, digits: Any, changes: dict[str, Any], block: dict[str, Any]) -> None:
+    """Local DP: a terminal whose update arrives sends it clipped and with its own noise,
+    relative to the model it started from, keyed by the version it started from + 1: with
+    equal speeds and B = all drawn that is the synchronous round's key and model, so rows
+    (ε included: the updates each terminal sent are the rounds it reported in), models and
+    the summary's privacy entry are the same bits. Record level: DP-SGD inside training,
+    unchanged."""
+    config = small(privacy=block, **changes)
+    sync = run(config, tmp_path / "sync", digits, progress=False)
+    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
+                   digits, progress=False)
+    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
+        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    assert all(r["staleness"] == 0 for r in got)
+    assert 0 < got[0]["epsilon"] < got[-1]["epsilon"]
+    assert buffered["privacy"] == sync["privacy"]
+    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
+    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+
+
+def test_buffered_local_dp_epsilon_counts_the_updates_each_terminal_sent(
+        tmp_path: Path, digits: Any) -> None:
+    """Stragglers, B = 3 of 10 in flight: ε after each aggregation is Opacus' for the
+    terminal that has sent the most updates so far (sampling rate 1), never falling; the
+    summary's privacy entry has the synchronous shape and the last row's ε; a resumed run
+    (the counts are in the checkpoint) ends with the same rows."""
+    config = small(clock=STRAGGLERS, aggregation="buffered", buffer=3, participation=0.5,
+                   rounds=6, checkpoint_every=2, privacy=LOCAL_DP)
+    straight = run(config, tmp_path / "straight", digits, progress=False)
+    got = rows(tmp_path / "straight")
+    sent: dict[str, int] = {}
+    busiest = []
+    for r in got:
+        for t in r["arrived"]:
+            sent[t] = sent.get(t, 0) + 1
+        busiest.append(max(sent.values()))
+    assert busiest[-1] > busiest[0]
+    expected = []
+    for n in busiest:
+        accountant = RDPAccountant()
+        accountant.history = [(LOCAL_DP["noise_multiplier"], 1.0, n)]
+        expected.append(accountant.get_epsilon(LOCAL_DP["delta"]))
+    assert [r["epsilon"] for r in got] == pytest.approx(expected, rel=1e-12)
+    assert all(a["epsilon"] <= b["epsilon"] for a, b in pairwise(got))
+    sync = run(small(privacy=LOCAL_DP, rounds=1), tmp_path / "sync", digits, progress=False)
+    assert straight["privacy"].keys() == sync["privacy"].keys()
+    assert straight["privacy"]["epsilon"] == got[-1]["epsilon"]
+    run(config.with_overrides(rounds=3), tmp_path / "cut", digits, progress=False)
+    (tmp_path / "cut" / "summary.json").unlink()
+    resumed = run(config, tmp_path / "cut", digits, progress=False, resume=True)
+    same_numbers(straight, resumed)
+    assert rows(tmp_path / "cut") == got
+
+
+def test_buffered_target_epsilon_is_calibrated_for_an_update_every_unit() -> None:
+    """A buffered terminal can send an update in every aggregation, so a `target_epsilon`
+    is calibrated for `rounds` updates (conservative), not for the rounds `Participation`
+    would draw the busiest terminal in."""
+    h, settings = fedavg(10), PrivacySettings(clip=1.0, target_epsilon=4.0, where="local",
+                                              delta=1e-3)
+
+    def plan(buffered: bool) -> HolarchyPrivacy:
+        return HolarchyPrivacy(settings, h, Participation(h, 0.3), dict.fromkeys(
+            h.terminals(), 10), 5, batch_size=5, epochs=1, buffered=buffered)
+
+    buffered, sync = plan(True), plan(False)
+    assert buffered.noise_multiplier == calibrate(4.0, Release(1.0), 5, 1e-3)
+    assert buffered.noise_multiplier > sync.noise_multiplier
+    assert buffered.epsilon(5) == 0.0  # nothing sent yet
+    for _ in range(5):
+        buffered.count(h.terminals())
+    assert 3.5 < buffered.epsilon(5) <= 4.0
 
 
 def test_a_dropout_ends_its_flight_unaggregated() -> None:
@@ -290,7 +376,10 @@ def _write(path: Path, text: str) -> Path:
         "0", {"id": "H", "members": ["1", "2"]}]}}}, "all terminals or all non-terminals"),
     ({**TWO_LEVELS, "buffer": 4}, "at most the 3 terminals drawn per round by the smallest"),
     ({"buffer": 7}, "buffer: at most the 6 terminals drawn per round"),
-    ({"privacy": {"clip": 1.0, "noise_multiplier": 1.0}}, "does not take privacy"),
+    ({"privacy": {"clip": 1.0, "noise_multiplier": 1.0}},
+     "does not take privacy.where: central: .* no noise can be sized to a fixed cohort"),
+    ({"privacy": {"secure_aggregation": True, "where": "local"}},
+     "does not take privacy.secure_aggregation: no fixed set of members"),
 ])
 def test_buffered_refusals(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):

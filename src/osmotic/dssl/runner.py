@@ -395,7 +395,8 @@ def run(config: DsslConfig, out: str | Path, data: Dataset | None = None,
                                   config.seed)
     privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
                            batch_size=config.batch_size, epochs=config.local_epochs,
-                           steps=config.local_steps, seed=config.seed)
+                           steps=config.local_steps, seed=config.seed,
+                           buffered=config.aggregation == "buffered")
     session = Session.open(config, out, resume=resume, record={
         "data_source": data.source, "data_in_memory": in_memory,
         "graph": [list(e) for e in holarchy.edges]})

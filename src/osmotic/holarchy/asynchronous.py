@@ -31,23 +31,29 @@ from osmotic.holarchy.buffered import (
     drawn_per_round,
 )
 from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.privacy import HolarchyPrivacy, buffered_refusal
 from osmotic.holarchy.schedule import SyncSchedule
 from osmotic.runtime.clock import AsyncSettings, ClockSettings, SimClock, read_clock_file
 from osmotic.runtime.lifecycle import check_finite
+from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import make_strategy
 
 
 def check_asynchronous(settings: AsyncSettings, holarchy: Callable[[], Holarchy | None], *,
                        participation: float, dropout_rate: float, privacy: bool) -> None:
     """One line (a `ValueError`, or the clock file's `InputError`) for what the run cannot do:
-    `aggregation: buffered` takes no `privacy` yet, a holarchy without neighbour edges whose
+    `aggregation: buffered` takes local DP and record-level DP-SGD but not central noise or
+    secure aggregation (`holarchy.privacy.buffered_refusal`, on the settings' `privacy` block
+    when `privacy`), a holarchy without neighbour edges whose
     non-terminals all aggregate (`buffering_heads`), and `buffer` at most the terminals drawn
     per round by each head over terminals; `dropout_rate` is taken (`BufferedHead.drops`); a
     clock file must list exactly the terminals. `holarchy` builds the
     run's holarchy, only when needed; None: it cannot be built, which the run reports in its
     own words."""
-    if settings.aggregation == "buffered" and privacy:
-        raise ValueError("aggregation: buffered does not take privacy yet")
+    block = getattr(settings, "privacy", None)
+    if settings.aggregation == "buffered" and privacy and isinstance(block, PrivacySettings) \
+            and (refusal := buffered_refusal(block)) is not None:
+        raise ValueError(refusal)
     clock_file = None if settings.clock is None else settings.clock.file
     if settings.aggregation == "sync" and clock_file is None:
         return
@@ -114,6 +120,37 @@ class Aggregation:
     dropped: list[str] = field(default_factory=list)
 
 
+def buffered_privacy(schedule: SyncSchedule) -> HolarchyPrivacy | None:
+    """The run's privacy block (`schedule.privacy`), which must have been planned for buffered
+    aggregation (`plan_privacy(..., buffered=True)`: its target and ε count updates sent)."""
+    p = schedule.privacy
+    if p is not None and not (isinstance(p, HolarchyPrivacy) and p.buffered):
+        raise ValueError("aggregation: buffered needs the privacy block planned for it "
+                         "(holarchy.privacy.plan_privacy(..., buffered=True))")
+    return p
+
+
+def privatised(privacy: HolarchyPrivacy | None, head: BufferedHead,
+               trained: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """What each terminal whose update arrived at `head` ({terminal: trained model}) sends:
+    under `privacy` (`HolarchyPrivacy.sent`) its update relative to the model it started from,
+    clipped and with its own noise, keyed by the version it started from + 1 (the round a
+    synchronous run keys it by); else its trained model."""
+    if privacy is None:
+        return dict(trained)
+    return {t: privacy.sent(head.flights[t].version + 1, t, x, head.starts[t])[0]
+            for t, x in trained.items()}
+
+
+def _privacy_state(privacy: HolarchyPrivacy | None) -> dict[str, Any]:
+    return {} if privacy is None else {"privacy": privacy.counting_state()}
+
+
+def _load_privacy_state(privacy: HolarchyPrivacy | None, meta: dict[str, Any]) -> None:
+    if privacy is not None and "privacy" in meta:
+        privacy.load_counting_state(meta["privacy"])
+
+
 class BufferedRounds:
     """Buffered asynchronous aggregation at the root of a one-level holarchy
     (`holarchy.buffered`), driven one aggregation per unit: the next B updates to arrive are
@@ -127,7 +164,8 @@ class BufferedRounds:
     the same rows; the weighted average itself sums them in member order, as a synchronous
     round does (hence its bits when B = all drawn). With `dropout_rate` a terminal that drops
     out trains but is not aggregated (`BufferedHead.drops`): its flight ends, one of the B,
-    when its update would have arrived."""
+    when its update would have arrived. Under local DP (`schedule.privacy`) the head
+    aggregates what each terminal sent (`privatised`) and every unit counts who sent."""
 
     def __init__(self, holarchy: Holarchy, schedule: SyncSchedule, clock: SimClock,
                  settings: AsyncSettings, *, participation: float, seed: int, timed: bool,
@@ -142,6 +180,7 @@ class BufferedRounds:
                                  exponent=settings.staleness_exponent, seed=seed,
                                  dropout_rate=dropout_rate)
         self.index = {t: i for i, t in enumerate(self.terminals)}
+        self.privacy = buffered_privacy(schedule)
         schedule.traffic.send(self.root, "vertical", len(self.head.fill(clock.durations)))
 
     def step(self, engine: Engine, epochs: int | None = None, steps: int | None = None
@@ -158,8 +197,10 @@ class BufferedRounds:
         check_finite(loss.tolist(), self.terminals, ended, flat)
         trained = torch.from_numpy(flat)
         staleness = [head.staleness(t) for t in arrived]
-        self.schedule.models[self.root] = head.aggregate(
-            {t: trained[self.index[t]] for t in arrived}, dropped)
+        self.schedule.models[self.root] = head.aggregate(privatised(
+            self.privacy, head, {t: trained[self.index[t]] for t in arrived}), dropped)
+        if self.privacy is not None:
+            self.privacy.count(arrived)
         for t in arrived:
             self.schedule.traffic.send(t, "vertical")
         started = head.fill(self.clock.durations)
@@ -174,10 +215,12 @@ class BufferedRounds:
         return Aggregation(loss, trained, models, arrived, row, dropped)
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return self.head.state()
+        tensors, meta = self.head.state()
+        return tensors, {**meta, **_privacy_state(self.privacy)}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.head.load_state(tensors, meta)
+        _load_privacy_state(self.privacy, meta)
 
 
 class LayeredRounds:
@@ -200,7 +243,8 @@ class LayeredRounds:
     and B = all drawn, every head fills at the same time, an event is a synchronous round and
     the run equals the synchronous one bit for bit. Rows as `BufferedRounds`' (summed over
     the heads that aggregated; `arrived` over all of them, by arrival time, ties in terminal
-    order) plus `aggregated_heads` (those heads, holarchy order)."""
+    order) plus `aggregated_heads` (those heads, holarchy order). Local DP as
+    `BufferedRounds`' (each terminal's noise keyed by its own head's version + 1)."""
 
     def __init__(self, holarchy: Holarchy, schedule: SyncSchedule, clock: SimClock,
                  settings: AsyncSettings, *, participation: float, seed: int, timed: bool,
@@ -220,6 +264,7 @@ class LayeredRounds:
         for name, head in self.heads.items():
             schedule.traffic.send(name, "vertical", len(head.fill(clock.durations)))
         self._mean = make_strategy("mean")
+        self.privacy = buffered_privacy(schedule)
         self.now = 0.0
 
     def step(self, engine: Engine, epochs: int | None = None, steps: int | None = None
@@ -243,12 +288,15 @@ class LayeredRounds:
             got = [t for t in ended[name] if t not in dropped]
             staleness += [head.staleness(t) for t in got]
             order += [(head.flights[t].arrival, self.index[t], t) for t in got]
-            sched.models[name] = head.aggregate({t: trained[self.index[t]] for t in got},
+            sched.models[name] = head.aggregate(privatised(
+                self.privacy, head, {t: trained[self.index[t]] for t in got}),
                                                 [t for t in ended[name] if t in dropped])
             for t in got:
                 sched.traffic.send(t, "vertical")
             if got:
                 fresh.add(name)
+        if self.privacy is not None:
+            self.privacy.count(arrived)
         self.now = max(self.now, when)
         for s in self.h.nonterminals():  # bottom-up, from the heads that just aggregated
             holon = self.h.holons[s]
@@ -275,7 +323,7 @@ class LayeredRounds:
                     or (s not in fresh and s not in received):
                 continue
             for m in self.h.holons[s].members:
-                sched.models[m] = sched.models[s]
+                sched.models[m] = sched.models[s].clone()  # its own: saved next to it
                 sched.used[m] = 0
                 received.add(m)
                 if m in self.heads:
@@ -306,10 +354,11 @@ class LayeredRounds:
             t, m = head.state()
             tensors.update({f"{name}/{k}": v for k, v in t.items()})
             meta["heads"][name] = m
-        return tensors, meta
+        return tensors, {**meta, **_privacy_state(self.privacy)}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.now = float(meta["now"])
+        _load_privacy_state(self.privacy, meta)
         for name, head in self.heads.items():
             prefix = f"{name}/"
             head.load_state({k[len(prefix):]: v for k, v in tensors.items()

@@ -26,6 +26,15 @@ steps): the less data, the more it spends.
 
 Without noise no guarantee is claimed (ε None) and averaging keeps data-size weights; clipping
 alone still applies. An infinite clip and no noise change nothing, bit for bit.
+
+Buffered aggregation (`buffered=True`, `holarchy.asynchronous`): a terminal whose update
+arrives sends it through `sent` relative to the model it started from, its noise keyed by the
+version it started from + 1 (the round a synchronous run keys it by). ε counts the updates
+each terminal actually sent (`count`, one call per aggregation unit, in the driver's
+checkpoints: `counting_state`), not `Participation`'s draws, which buffered does not follow;
+local DP at sampling rate 1, record level as above. `target_epsilon` is calibrated for
+`rounds` updates, the most any terminal can send (one per unit): conservative. Refused with it
+(`buffered_refusal`): central noise and secure aggregation.
 """
 from __future__ import annotations
 
@@ -55,8 +64,10 @@ class HolarchyPrivacy:
     def __init__(self, settings: PrivacySettings, holarchy: Holarchy,
                  participation: Participation, sizes: dict[str, int], rounds: int, *,
                  batch_size: int, epochs: int | None = None, steps: int | None = None,
-                 seed: int = 0):
-        self.settings, self.h, self.seed = settings, holarchy, seed
+                 seed: int = 0, buffered: bool = False):
+        if buffered and (refusal := buffered_refusal(settings)) is not None:
+            raise InputError(refusal)
+        self.settings, self.h, self.seed, self.buffered = settings, holarchy, seed, buffered
         self.terminals = holarchy.terminals()
         self.record = settings.level == "record"
         self.central = settings.where == "central" and not self.record and settings.noisy
@@ -66,6 +77,7 @@ class HolarchyPrivacy:
         if self.secure is not None:
             self._check_secure(participation)
         reports = self._reports(participation, rounds)
+        most = rounds if buffered else int(reports[-1].max())  # a terminal's reports, at most
         if self.record:
             self._work = (batch_size, epochs, steps)
             smallest = min(sizes.values())
@@ -76,14 +88,16 @@ class HolarchyPrivacy:
                                  "would count twice in one DP-SGD step; lower batch_size or "
                                  "count local work in epochs")
             worst = Release(min(1.0, batch_size / smallest), self._steps(smallest))
-            self.budget = Budget.plan(settings, worst, int(reports[-1].max()))
+            self.budget = Budget.plan(settings, worst, most)
         elif self.central:
             rate = max(participation.drawn(parent) / len(members)
                        for parent, members in participation.groups.items())
             self.budget = Budget.plan(settings, Release(rate), rounds)
         else:
-            self.budget = Budget.plan(settings, Release(1.0), int(reports[-1].max()))
+            self.budget = Budget.plan(settings, Release(1.0), most)
         self._reports = reports
+        self._sent = dict.fromkeys(self.terminals, 0)  # buffered: updates sent per terminal
+        self._busiest = [0]  # buffered: the most any terminal has sent, after each unit
         self.drawn = {parent: participation.drawn(parent) for parent in participation.groups}
         warn_delta(settings.delta, len(self.terminals),
                    "training samples" if self.record else "terminals")
@@ -154,7 +168,24 @@ class HolarchyPrivacy:
             return None
         if self.central:
             return self.budget.epsilon(round_)
+        if self.buffered:
+            return self.budget.epsilon(self._busiest[min(round_, len(self._busiest) - 1)])
         return self.budget.epsilon(int(self._reports[min(round_, len(self._reports) - 1)].max()))
+
+    def count(self, senders: Sequence[str]) -> None:
+        """Buffered: one aggregation unit has passed, in which `senders` sent their updates."""
+        for t in senders:
+            self._sent[t] += 1
+        self._busiest.append(max(self._sent.values(), default=0))
+
+    def counting_state(self) -> dict[str, Any]:
+        """Buffered: the counts `count` keeps, for the driver's checkpoint (JSON)."""
+        return {"sent": dict(self._sent), "busiest": list(self._busiest)}
+
+    def load_counting_state(self, meta: dict[str, Any]) -> None:
+        """Inverse of `counting_state`."""
+        self._sent = {t: int(meta["sent"].get(t, 0)) for t in self.terminals}
+        self._busiest = [int(n) for n in meta["busiest"]]
 
     def summary(self, round_: int) -> dict[str, Any]:
         return {**self.budget.summary(round_), "epsilon": self.epsilon(round_)}
@@ -212,6 +243,18 @@ class HolarchyPrivacy:
         return frozenset(self.terminals)
 
 
+def buffered_refusal(settings: PrivacySettings) -> str | None:
+    """Why buffered aggregation cannot take the privacy block `settings` (one line), or None."""
+    if settings.where == "central" and settings.level == "user" and settings.noisy:
+        return ("aggregation: buffered does not take privacy.where: central: a buffered head "
+                "aggregates B arrivals at a time from a cohort that changes with the "
+                "terminals' speeds, so no noise can be sized to a fixed cohort; use where: local")
+    if settings.secure_aggregation:
+        return ("aggregation: buffered does not take privacy.secure_aggregation: no fixed set "
+                "of members trains together to agree the masks for one sum")
+    return None
+
+
 def _generator(seed: int, holon: str, round_: int) -> torch.Generator:
     """Noise of one holon in one round, seeded statelessly: resume and engines agree."""
     return torch.Generator().manual_seed(agent_seed(seed, holon, f"dp-noise:{round_}"))
@@ -225,14 +268,15 @@ def terminal_sizes(terminals: Sequence[str], parts: Sequence[Any]) -> dict[str, 
 def plan_privacy(settings: PrivacySettings | None, holarchy: Holarchy,
                  participation: Participation, parts: Sequence[Any], rounds: int, *,
                  batch_size: int, epochs: int | None = None, steps: int | None = None,
-                 seed: int = 0) -> HolarchyPrivacy | None:
+                 seed: int = 0, buffered: bool = False) -> HolarchyPrivacy | None:
     """A run's `HolarchyPrivacy` (None without a privacy block): how holonic learning and
-    D-SSL set theirs up, one way."""
+    D-SSL set theirs up, one way (`buffered`: for `aggregation: buffered`)."""
     if settings is None:
         return None
     return HolarchyPrivacy(settings, holarchy, participation,
                            terminal_sizes(holarchy.terminals(), parts), rounds,
-                           batch_size=batch_size, epochs=epochs, steps=steps, seed=seed)
+                           batch_size=batch_size, epochs=epochs, steps=steps, seed=seed,
+                           buffered=buffered)
 
 
 def dp_sgd(privacy: HolarchyPrivacy | None) -> dict[str, Mechanism]:

@@ -85,7 +85,7 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                                   config.seed)
     privacy = plan_privacy(config.privacy, holarchy, participation, parts, config.rounds,
                            batch_size=config.batch_size, epochs=config.local_epochs,
-                           seed=config.seed)
+                           seed=config.seed, buffered=config.aggregation == "buffered")
     session = Session.open(config, out, resume=resume, record={
         "resolved_holarchy": holarchy.to_dict(), "data_source": data.source,
         "data_in_memory": in_memory})
@@ -251,7 +251,8 @@ class BufferedJob(HolonicJob):
     (rows gain `aggregated_heads`). Rows are a synchronous round's, `trained` and `reported` counting the
     updates aggregated, plus `staleness` (their mean), `arrived` (their terminals in the order
     the updates arrived) and, with a `clock:` block, `sim_time`; a terminal in flight holds
-    (and is tested on) the model it started from."""
+    (and is tested on) the model it started from. Under privacy `epsilon` is that of the
+    terminal that has sent the most updates so far (`holarchy.privacy`)."""
 
     def __init__(self, config: HolonicConfig, holarchy: Holarchy, engine: Any,
                  schedule: SyncSchedule, evaluator: Evaluator, participation: Participation,
@@ -278,6 +279,8 @@ class BufferedJob(HolonicJob):
                **self.schedule.traffic.totals(),
                "train_loss": dict(zip(self.terminals, done.loss.tolist(), strict=True)),
                **done.row}
+        if self.schedule.privacy is not None:
+            row["epsilon"] = self.schedule.privacy.epsilon(round_)
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
             row.update(self.evaluate(done.models))
             self.eval_seconds += time.perf_counter() - t1
