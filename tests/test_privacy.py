@@ -195,6 +195,8 @@ def test_secure_aggregation_shows_the_head_only_the_exact_sum(tmp_path: Path,
     assert any(dropped for _, dropped in sums)  # a dropout's masks were removed, exactly
     assert masked["mean_test_accuracy"] == pytest.approx(open_["mean_test_accuracy"], abs=0.01)
     assert masked["bytes"]["vertical"] > open_["bytes"]["vertical"]  # keys and wider messages
+    last = json.loads((tmp_path / "masked" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["secure_aggregation_seconds"] > 0  # the time it cost, beside the bytes
 
 
 def test_secure_aggregation_sums_equal_plain_sums_to_the_fixed_point() -> None:

@@ -224,19 +224,20 @@ class HolarchyPrivacy:
         return self.secure is not None and self.h.holons[head].members[0] in self._terminal_set
 
     def secure_sum(self, round_: int, head: str, members: Sequence[str],
-                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int]:
+                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int, float]:
         """The sum of the senders' `vectors` as `head` learns it: each sender masks its own
         with every other member of `members` (the round's trained members), the head adds the
         messages and removes the masks of members that dropped out from the survivors' revealed
         keys. None when fewer than two sent (the head learns nothing that round). Also the
-        bytes the masks added."""
+        bytes the masks added and the seconds masking and unmasking took."""
         assert self.secure is not None
         if len(vectors) < 2:
-            return None, 0
+            return None, 0, 0.0
         like = next(iter(vectors.values()))
         messages = {m: self.secure.mask(head, round_, members, m, v) for m, v in vectors.items()}
         total, overhead = self.secure.unmask(head, round_, members, messages)
-        return torch.from_numpy(total).to(like.dtype), overhead.total_bytes
+        return (torch.from_numpy(total).to(like.dtype), overhead.total_bytes,
+                overhead.mask_seconds + overhead.unmask_seconds)
 
     @property
     def _terminal_set(self) -> frozenset[str]:

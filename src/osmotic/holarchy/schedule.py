@@ -42,6 +42,7 @@ class Traffic:
         self.message_bytes = message_bytes
         self.messages = {h: dict.fromkeys(DIRECTIONS, 0) for h in holon_ids}
         self.extra = dict.fromkeys(DIRECTIONS, 0)  # bytes beyond the models (secure aggregation)
+        self.secure_seconds = 0.0  # masking and unmasking (secure aggregation)
 
     def send(self, sender: str, direction: str, n: int = 1) -> None:
         self.messages[sender][direction] += n
@@ -49,8 +50,11 @@ class Traffic:
     def totals(self) -> dict[str, dict[str, int]]:
         """{"messages": {"horizontal": m, "vertical": m}, "bytes": {...}} summed over holons."""
         msgs = {d: sum(c[d] for c in self.messages.values()) for d in DIRECTIONS}
-        return {"messages": msgs, "bytes": {d: m * self.message_bytes + self.extra[d]
-                                            for d, m in msgs.items()}}
+        totals: dict[str, Any] = {"messages": msgs, "bytes": {
+            d: m * self.message_bytes + self.extra[d] for d, m in msgs.items()}}
+        if self.secure_seconds:  # secure aggregation's time overhead, wall seconds
+            totals["secure_aggregation_seconds"] = self.secure_seconds
+        return totals
 
     def per_holon(self) -> dict[str, dict[str, int]]:
         return {h: dict(c) for h, c in self.messages.items()}
@@ -112,7 +116,7 @@ class Private(Protocol):
     def secures(self, head: str) -> bool: ...
 
     def secure_sum(self, round_: int, head: str, members: Sequence[str],
-                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int]: ...
+                   vectors: dict[str, Tensor]) -> tuple[Tensor | None, int, float]: ...
 
     def head_noise(self, round_: int, head: str, shape: torch.Size,
                    dtype: torch.dtype) -> Tensor | None: ...
@@ -263,8 +267,9 @@ class SyncSchedule:
             return torch.stack(list(vectors.values())).sum(0)
         assert self.privacy is not None
         members = [m for m in self.h.holons[head].members if m in self._trained]
-        total, extra = self.privacy.secure_sum(self.round, head, members, vectors)
+        total, extra, seconds = self.privacy.secure_sum(self.round, head, members, vectors)
         self.traffic.extra["vertical"] += extra
+        self.traffic.secure_seconds += seconds
         return total
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -276,7 +281,8 @@ class SyncSchedule:
         tensors.update({f"held/{t}": x.clone() for t, x in self.held.items()})
         return tensors, {"used": dict(self.used), "messages": self.traffic.per_holon(),
                          "reports": {s: list(got) for s, got in self.reports.items()},
-                         "round": self.round, "extra_bytes": dict(self.traffic.extra)}
+                         "round": self.round, "extra_bytes": dict(self.traffic.extra),
+                         "secure_seconds": self.traffic.secure_seconds}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Inverse of `state`."""
@@ -286,6 +292,7 @@ class SyncSchedule:
         self.used = dict(meta["used"])
         self.round = meta.get("round", 0)
         self.traffic.extra = dict(meta.get("extra_bytes", self.traffic.extra))
+        self.traffic.secure_seconds = float(meta.get("secure_seconds", 0.0))
         self.held = {t: tensors[f"held/{t}"].clone() for t in self.terminals
                      if f"held/{t}" in tensors}
         self.traffic.messages = {h: dict(c) for h, c in meta["messages"].items()}
