@@ -48,6 +48,21 @@ def small(**changes: Any) -> HolonicConfig:
 def rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
+def buffered_equals_sync(config: HolonicConfig, tmp_path: Path, digits: Any
+                         ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run `config` synchronously and buffered; assert the rows (apart from what buffered
+    adds) and the saved models are the same bits; both summaries, then both runs' rows."""
+    sync = run(config, tmp_path / "sync", digits, progress=False)
+    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
+                   digits, progress=False)
+    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
+        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
+    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
+    return sync, buffered, got, want
+
+
 
 @pytest.fixture(scope="module")
 def digits() -> Any:
@@ -60,16 +75,9 @@ def test_buffered_with_every_drawn_terminal_equals_sync_bit_for_bit(
     """B = the terminals drawn per round: nothing is ever stale, every aggregation is a
     synchronous round, so losses, accuracies, simulated times and models are the same bits.
     (Without a clock block the sync run takes the unchanged synchronous code path.)"""
-    sync = run(small(clock=clock), tmp_path / "sync", digits, progress=False)
-    buffered = run(small(clock=clock, aggregation="buffered"), tmp_path / "buffered", digits,
-                   progress=False)
-    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
-    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
-        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    *_, got, _ = buffered_equals_sync(small(clock=clock), tmp_path, digits)
     assert all(r["staleness"] == 0 for r in got)
     assert ("sim_time" in got[-1]) == (clock is not None)
-    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
-    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
 
 
 @pytest.mark.parametrize("clock", [None, STRAGGLERS], ids=["equal-speeds", "stragglers"])
@@ -79,18 +87,11 @@ def test_buffered_with_dropouts_equals_sync_with_the_same_dropouts(
     it started for by `Participation`'s own draw (seed, terminal, round), trains, and the head
     stops waiting for it when its update would have arrived: every aggregation is the
     synchronous round with the same dropouts, bit for bit (simulated time included)."""
-    config = small(clock=clock, dropout_rate=0.3, rounds=5)
-    sync = run(config, tmp_path / "sync", digits, progress=False)
-    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
-                   digits, progress=False)
-    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
+    *_, got, want = buffered_equals_sync(small(clock=clock, dropout_rate=0.3, rounds=5),
+                                         tmp_path, digits)
     assert any(r["reported"] < r["trained"] for r in want)  # some terminals dropped out
     assert all(r["reported"] > 0 for r in want)  # (a round nobody reports differs: docs)
-    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
-        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
     assert all(len(r["arrived"]) == r["reported"] for r in got)
-    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
-    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
 
 
 @pytest.mark.parametrize("dropout_rate", [0.0, 0.3], ids=["all-report", "dropouts"])
@@ -101,16 +102,9 @@ def test_two_levels_buffered_with_every_drawn_terminal_equals_sync_bit_for_bit(
     synchronous round (both aggregate, report up every K, the root waits for both and sends
     down): the same rows and models, bit for bit."""
     config = small(**TWO_LEVELS, budget=2, rounds=5, dropout_rate=dropout_rate)
-    sync = run(config, tmp_path / "sync", digits, progress=False)
-    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
-                   digits, progress=False)
-    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
-    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
-        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    *_, got, want = buffered_equals_sync(config, tmp_path, digits)
     assert all(r["aggregated_heads"] == ["H1", "H2"] and r["staleness"] == 0 for r in got)
     assert any(r["reported"] < r["trained"] for r in want) == (dropout_rate > 0)
-    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
-    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
 
 
 def test_two_levels_buffered_reaches_the_aggregations_sooner_and_resumes(
@@ -149,18 +143,11 @@ def test_buffered_with_dp_and_every_drawn_terminal_equals_sync_bit_for_bit(
     (ε included: the updates each terminal sent are the rounds it reported in), models and
     the summary's privacy entry are the same bits. Record level: DP-SGD inside training,
     unchanged."""
-    config = small(privacy=block, **changes)
-    sync = run(config, tmp_path / "sync", digits, progress=False)
-    buffered = run(config.with_overrides(aggregation="buffered"), tmp_path / "buffered",
-                   digits, progress=False)
-    got, want = rows(tmp_path / "buffered"), rows(tmp_path / "sync")
-    assert [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in got] == \
-        [{k: v for k, v in r.items() if k not in ASYNC_ONLY} for r in want]
+    sync, buffered, got, _ = buffered_equals_sync(small(privacy=block, **changes), tmp_path,
+                                                  digits)
     assert all(r["staleness"] == 0 for r in got)
     assert 0 < got[0]["epsilon"] < got[-1]["epsilon"]
     assert buffered["privacy"] == sync["privacy"]
-    ms, mb = models(Path(sync["run_dir"])), models(Path(buffered["run_dir"]))
-    assert ms.keys() == mb.keys() and all(torch.equal(ms[k], mb[k]) for k in ms)
 
 
 def test_buffered_local_dp_epsilon_counts_the_updates_each_terminal_sent(
