@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/osml_reproduce.py
 	$(PY) benchmarks/osml_scenarios.py
 	$(PY) benchmarks/own_data.py
+	$(PY) benchmarks/privacy_study.py
+	$(PY) benchmarks/osml_privacy.py
+	$(PY) benchmarks/async_study.py
+	$(PY) benchmarks/osml_async.py
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache

@@ -14,7 +14,7 @@ buffered run's root model first reaches 95 % of that accuracy; their ratio (targ
 The buffered run goes on for `--buffered-rounds` aggregations (as many as it takes to cover
 T_sync, here), so the figure shows both over the same simulated time.
 
-    .venv/bin/python benchmarks/async_study.py   # writes results/async.md, docs/figures/async.png
+    .venv/bin/python benchmarks/async_study.py   # writes results/async.md, docs/img/async.png
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from common import load, per_op_us
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "async.md"
-FIGURE = REPO / "docs" / "figures" / "async.png"
+FIGURE = REPO / "docs" / "img" / "async.png"
 SHARE = 0.95
 
 
@@ -151,7 +151,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, cpu: float) 
                    f"{len(ratios)} of {len(results)} seeds (target <= 0.5). Against the time "
                    f"the synchronous run itself first reaches that accuracy: mean "
                    f"{sum(own) / len(own):.3f}, worst {max(own):.3f}.")]
-    lines += ["", "![accuracy against simulated time](../../docs/figures/async.png)", ""]
+    lines += ["", "![accuracy against simulated time](../../docs/img/async.png)", ""]
     return "\n".join(lines)
 
 

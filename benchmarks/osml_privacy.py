@@ -8,7 +8,7 @@ would only shrink signal and noise alike. For each ε and seed it reports the te
 accuracy and rank score and whether the sub-contexts found are exactly those of the run
 without privacy (same seed). Below the noise that meaningful ε ask for, a few fixed noise
 multipliers (`--sigmas`) find where the sub-contexts come back; ε = ∞ is the clip alone,
-without noise. Writes `benchmarks/results/osml_privacy.md` and `docs/figures/osml_privacy.png`
+without noise. Writes `benchmarks/results/osml_privacy.md` and `docs/img/osml_privacy.png`
 (about 4 minutes on a quiet 2-core machine).
 
     .venv/bin/python benchmarks/osml_privacy.py [--seeds 0 1 2] [--epsilons 1 2 4 ...]
@@ -29,7 +29,7 @@ from osmotic.osml.trainer import train_osml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "osml_privacy.md"
-FIGURE = ROOT / "docs" / "figures" / "osml_privacy.png"
+FIGURE = ROOT / "docs" / "img" / "osml_privacy.png"
 EPSILONS = [1, 2, 4, 8, 16, 64, 256, 1024]
 SIGMAS = [0.5, 0.2, 0.1, 0.05, 0.02, 0.0]
 """Noise multipliers given as such (ε in the thousands and beyond; 0: the clip alone)."""
@@ -189,7 +189,7 @@ def main() -> None:
              f"Machine load (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
              f"after {tuple(round(x, 2) for x in load_after)}; {len(rows) + len(plain)} runs, "
              f"{wall:.0f} s wall, {cpu:.0f} s CPU of training.\n\n"
-             f"Figure: [docs/figures/osml_privacy.png](../../docs/figures/osml_privacy.png).\n\n"
+             f"Figure: [docs/img/osml_privacy.png](../../docs/img/osml_privacy.png).\n\n"
              f"## Mean over seeds {', '.join(map(str, args.seeds))}\n\n")
     text = (intro + "\n".join(means) + f"\n\n{verdict}\n\n## Per seed\n\n"
             + "\n".join(lines) + "\n")

@@ -99,8 +99,10 @@ class HolarchyPrivacy:
         self._sent = dict.fromkeys(self.terminals, 0)  # buffered: updates sent per terminal
         self._busiest = [0]  # buffered: the most any terminal has sent, after each unit
         self.drawn = {parent: participation.drawn(parent) for parent in participation.groups}
-        warn_delta(settings.delta, len(self.terminals),
-                   "training samples" if self.record else "terminals")
+        if self.record:  # the protected unit is a training sample
+            warn_delta(settings.delta, sum(sizes.values()), "training samples")
+        else:
+            warn_delta(settings.delta, len(self.terminals), "terminals")
 
     def _check_central(self) -> None:
         for t in self.terminals:
