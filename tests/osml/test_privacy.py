@@ -20,8 +20,8 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.trainer import passes, sent, train_osml
 from osmotic.report.rundir import RunDir
 from osmotic.runtime.privacy import Mechanism
-from osmotic.runtime.session import Session
 from osmotic.settings import InputError
+from tests.osml.test_resume import interrupted_then_resumed
 
 AGENTS = ["0", "1", "M0"]
 NOISY = {"clip": 1.0, "noise_multiplier": 2.0}
@@ -155,14 +155,8 @@ def test_target_epsilon_is_not_exceeded(tiny_context: Callable,
 def test_resumed_run_draws_the_same_noise(tiny_context: Callable,
                                           tiny_config: Callable[..., OsmlConfig],
                                           tmp_path: Path) -> None:
-    train, test = tiny_context()
-    config = tiny_config(epochs=3, agents=AGENTS, privacy=NOISY)
-    straight = train_osml(config, train, test,
-                          session=Session(config, RunDir(tmp_path / "straight")))
-    cut = config.with_overrides(epochs=1)
-    train_osml(cut, train, test, session=Session(cut, RunDir(tmp_path / "cut")))
-    resumed = train_osml(config, train, test, session=Session(
-        config, RunDir(tmp_path / "cut"), resume=True))
+    straight, resumed, _ = interrupted_then_resumed(tiny_context, tiny_config, tmp_path,
+                                                    privacy=NOISY)
     assert (straight.test_embeddings == resumed.test_embeddings).all()
     assert _numbers(straight.summary) == _numbers(resumed.summary)
     assert straight.summary["privacy"] == resumed.summary["privacy"]
