@@ -45,8 +45,16 @@ def test_killed_actor_is_restarted_and_the_run_completes(ray_local, tmp_path: Pa
     same_numbers({**straight, "engine": "ray"}, restarted, atol=1e-5)
 
 
-def test_participation_and_dropouts_on_ray_equal_inprocess(ray_local, tmp_path: Path) -> None:
-    config = small(rounds=2, participation=0.5, dropout_rate=0.3)
+@pytest.mark.parametrize("changes", [
+    {"participation": 0.5, "dropout_rate": 0.3},
+    {"privacy": {"clip": 1.0, "noise_multiplier": 0.5, "where": "local"}},
+    {"model": "mlp", "privacy": {"clip": 1.0, "noise_multiplier": 0.5, "level": "record"}},
+], ids=["dropouts", "local-dp", "dp-sgd"])
+def test_partial_and_private_runs_on_ray_equal_inprocess(ray_local, tmp_path: Path,
+                                                         changes: dict) -> None:
+    """Draws, local noise (the driver's, per terminal and round) and DP-SGD noise (each
+    terminal's own generator, in its actor) do not depend on the engine."""
+    config = small(rounds=2, **changes)
     data = load_data(config)
     local = run(config, tmp_path / "local", data)
     two = run(config.with_overrides(**RAY), tmp_path / "two", data)
