@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 
 def per_op_us(repeats: int = 2000) -> float:
@@ -38,3 +39,11 @@ def machine_line() -> str:
             f"cores · torch {torch.__version__} · Python {platform.python_version()} · load "
             f"average (1, 5, 15 min) {load()} · one small op (tanh [50, 20]) "
             f"{per_op_us():.1f} µs")
+
+
+def write_report(path: Path, text: str, *also: Path) -> None:
+    """Write a study's results file (its folder made), print it, and say what was written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text)
+    print("wrote " + " and ".join(str(p) for p in (path, *also)))

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import write_report
+
 from osmotic.osml.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
 from osmotic.osml.trainer import batch_durations, train_osml
 
@@ -125,10 +127,7 @@ def main() -> None:
             f"wall, {cpu:.0f} s CPU of training.\n\n"
             f"## Mean over seeds {', '.join(map(str, args.seeds))}\n\n"
             + "\n".join(means) + "\n\n## Per seed\n\n" + "\n".join(lines) + "\n")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"wrote {args.out}")
+    write_report(args.out, text)
 
 
 if __name__ == "__main__":

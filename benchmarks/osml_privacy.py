@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import write_report
+
 from osmotic.osml.experiments import EXPERIMENTS, PAPER_DATA, CsvSource, GeneratedSource
 from osmotic.osml.trainer import train_osml
 
@@ -193,10 +195,7 @@ def main() -> None:
              f"## Mean over seeds {', '.join(map(str, args.seeds))}\n\n")
     text = (intro + "\n".join(means) + f"\n\n{verdict}\n\n## Per seed\n\n"
             + "\n".join(lines) + "\n")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"wrote {args.out} and {args.figure}")
+    write_report(args.out, text, args.figure)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import load, per_op_us
+from common import load, per_op_us, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "privacy.md"
@@ -501,10 +501,7 @@ def main() -> None:
                  *table(s, cells, args.epsilons,
                         big_seeds if s.terminals >= 1000 else args.seeds), ""]
     report = "\n".join(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
-    print(f"wrote {args.out} and {args.figure}")
+    write_report(args.out, report, args.figure)
 
 
 if __name__ == "__main__":
