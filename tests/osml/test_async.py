@@ -20,6 +20,7 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.trainer import OsmlResult, answered, batch_durations, train_osml
 from osmotic.settings import InputError
 from tests.engines.test_ray import close
+from tests.osml.compare import numbers
 from tests.osml.test_resume import AGENTS, interrupted_then_resumed
 
 STRAGGLERS = {"stragglers": 0.2, "straggler_factor": 10.0}
@@ -30,12 +31,7 @@ BATCHES = 6
 
 def _numbers(x: Any) -> Any:
     """`x` without timings and what only simulated time adds."""
-    if isinstance(x, dict):
-        return {k: _numbers(v) for k, v in x.items()
-                if "seconds" not in k and k not in ("sim_time", "late_share")}
-    if isinstance(x, list):
-        return [_numbers(v) for v in x]
-    return x
+    return numbers(x, ("sim_time", "late_share"))
 
 
 def _same(a: OsmlResult, b: OsmlResult) -> None:

@@ -21,6 +21,7 @@ from osmotic.osml.trainer import passes, sent, train_osml
 from osmotic.report.rundir import RunDir
 from osmotic.runtime.privacy import Mechanism
 from osmotic.settings import InputError
+from tests.osml.compare import numbers
 from tests.osml.test_resume import interrupted_then_resumed
 
 AGENTS = ["0", "1", "M0"]
@@ -30,12 +31,7 @@ NOISY = {"clip": 1.0, "noise_multiplier": 2.0}
 
 def _numbers(x: Any) -> Any:
     """`x` without timings and the privacy entries (the only things a privacy block adds)."""
-    if isinstance(x, dict):
-        return {k: _numbers(v) for k, v in x.items()
-                if "seconds" not in k and k not in ("privacy", "epsilon")}
-    if isinstance(x, list):
-        return [_numbers(v) for v in x]
-    return x
+    return numbers(x, ("privacy", "epsilon"))
 
 
 @pytest.mark.parametrize("privacy", [{"clip": math.inf, "noise_multiplier": 0},
