@@ -36,7 +36,6 @@ from osmotic.holarchy.schedule import SyncSchedule
 from osmotic.runtime.clock import AsyncSettings, ClockSettings, SimClock, read_clock_file
 from osmotic.runtime.lifecycle import check_finite
 from osmotic.runtime.privacy import PrivacySettings
-from osmotic.runtime.strategies import make_strategy
 
 
 def check_asynchronous(settings: AsyncSettings, holarchy: Callable[[], Holarchy | None], *,
@@ -263,7 +262,6 @@ class LayeredRounds:
                 dropout_rate=dropout_rate)
         for name, head in self.heads.items():
             schedule.traffic.send(name, "vertical", len(head.fill(clock.durations)))
-        self._mean = make_strategy("mean")
         self.privacy = buffered_privacy(schedule)
         self.now = 0.0
 
@@ -276,7 +274,7 @@ class LayeredRounds:
         firing = [name for name in self.heads if due[name] == when]
         ended = {name: self.heads[name].arrivals() for name in firing}
         everyone = [t for name in firing for t in ended[name]]
-        dropped = [t for name in firing for t in ended[name] if self.heads[name].drops(t)]
+        dropped = {t for name in firing for t in ended[name] if self.heads[name].drops(t)}
         arrived = [t for t in everyone if t not in dropped]
         loss, flat = engine.train(epochs, everyone, steps)
         check_finite(loss.tolist(), self.terminals, everyone, flat)
@@ -304,10 +302,7 @@ class LayeredRounds:
                 got_s = sched.reports[s]
                 if any(m not in got_s for m in holon.members):
                     continue
-                ids = list(holon.members)
-                sched.models[s] = self._mean.aggregate(
-                    torch.stack([got_s[m] for m in ids])[:, None, :],
-                    torch.tensor([sched.weights[m] for m in ids]))[0]
+                sched.models[s] = sched._average(list(holon.members), got_s)
                 sched.reports[s] = {}
                 fresh.add(s)
             if s not in fresh:
@@ -343,9 +338,9 @@ class LayeredRounds:
                                "aggregated_heads": firing}
         if self.timed:
             row["sim_time"] = self.now
-        aggregated = [t for t in self.terminals if t in set(arrived)]
-        return Aggregation(loss, trained, models, aggregated, row,
-                           [t for t in self.terminals if t in set(dropped)])
+        reported = set(arrived)
+        return Aggregation(loss, trained, models, [t for t in self.terminals if t in reported],
+                           row, [t for t in self.terminals if t in dropped])
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors: dict[str, Tensor] = {}

@@ -104,8 +104,8 @@ class Flight:
     version: int
     start: float
     arrival: float
-    changes: int = -1
-    """The head's `changes` when the terminal started (-1: its `version`, one-level heads)."""
+    changes: int
+    """The head's `changes` when the terminal started."""
 
 
 class BufferedHead:
@@ -185,8 +185,7 @@ class BufferedHead:
     def staleness(self, terminal: str) -> int:
         """Versions the head has moved on since `terminal` started (models received from
         above included: `receive`)."""
-        f = self.flights[terminal]
-        return self.changes - (f.version if f.changes < 0 else f.changes)
+        return self.changes - self.flights[terminal].changes
 
     def receive(self, model: Tensor) -> None:
         """Take `model` from a superior: the head's model from now on; the updates in flight
@@ -243,6 +242,6 @@ class BufferedHead:
         self.version, self.now = int(meta["version"]), float(meta["now"])
         self.changes = int(meta.get("changes", self.version))
         self.flights = {t: Flight(int(f[0]), float(f[1]), float(f[2]),
-                                  int(f[3]) if len(f) > 3 else -1)
+                                  int(f[3 if len(f) > 3 else 0]))
                         for t, f in meta["flights"].items()}
         self.starts = {t: tensors[f"start/{t}"].clone() for t in self.flights}
