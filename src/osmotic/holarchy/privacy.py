@@ -69,6 +69,7 @@ class HolarchyPrivacy:
             raise InputError(refusal)
         self.settings, self.h, self.seed, self.buffered = settings, holarchy, seed, buffered
         self.terminals = holarchy.terminals()
+        self._terminal_set = frozenset(self.terminals)
         self.record = settings.level == "record"
         self.central = settings.where == "central" and not self.record and settings.noisy
         if self.central:
@@ -76,7 +77,7 @@ class HolarchyPrivacy:
         self.secure = SecureAggregation(seed) if settings.secure_aggregation else None
         if self.secure is not None:
             self._check_secure(participation)
-        reports = self._reports(participation, rounds)
+        reports = self._count_reports(participation, rounds)
         most = rounds if buffered else int(reports[-1].max())  # a terminal's reports, at most
         if self.record:
             self._work = (batch_size, epochs, steps)
@@ -137,7 +138,7 @@ class HolarchyPrivacy:
                                  f"{participation.drawn(parent)} of its {len(members)} "
                                  "terminals a round; masks hide a member only among two or more")
 
-    def _reports(self, participation: Participation, rounds: int) -> np.ndarray:
+    def _count_reports(self, participation: Participation, rounds: int) -> np.ndarray:
         """[rounds + 1, terminals]: how many rounds each terminal has reported in after r."""
         index = {t: i for i, t in enumerate(self.terminals)}
         counts = np.zeros((rounds + 1, len(self.terminals)), dtype=np.int64)
@@ -240,10 +241,6 @@ class HolarchyPrivacy:
         total, overhead = self.secure.unmask(head, round_, members, messages)
         return (torch.from_numpy(total).to(like.dtype), overhead.total_bytes,
                 overhead.mask_seconds + overhead.unmask_seconds)
-
-    @property
-    def _terminal_set(self) -> frozenset[str]:
-        return frozenset(self.terminals)
 
 
 def buffered_refusal(settings: PrivacySettings) -> str | None:

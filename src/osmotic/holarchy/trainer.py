@@ -180,18 +180,18 @@ class LocalTrainer:
         if mech.clip is not None:
             norms = torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(r, dim=1) for r in rows]), dim=0)
-            coef = coef * torch.where(norms > mech.clip, mech.clip / norms.clamp_min(1e-30),
-                                      torch.ones_like(norms))
-        noise = [mech.noise((self.pop.num_parameters(),), self.dp_generators[t])
+            coef = coef * mech.scale(norms)
+        draws = [mech.noise((self.pop.num_parameters(),), self.dp_generators[t])
                  for t in active.tolist()]  # one draw per terminal, in `Population.flat` order
+        noise = None if draws[0] is None else torch.stack(draws)  # [A, P]
         self.opt.zero_grad()
         offset = 0
         for v, g, r in zip(self.pop.params.values(), grads, rows, strict=True):
             n = v[0].numel()
             total = torch.bmm(coef.view(A, 1, B), r.view(A, B, n)).squeeze(1)  # [A, n]
             total = _in_layout_of(total, g)  # [A, ...]
-            if noise[0] is not None:
-                total = total + torch.stack([z[offset : offset + n] for z in noise]).view_as(total)
+            if noise is not None:
+                total = total + noise[:, offset : offset + n].reshape(total.shape)
             v.grad = torch.zeros_like(v)
             v.grad[active] = total / self.batch_size
             offset += n

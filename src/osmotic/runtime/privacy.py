@@ -186,13 +186,6 @@ class Mechanism:
     def __init__(self, clip: float | None, noise_multiplier: float):
         self.clip, self.noise_multiplier = clip, noise_multiplier
 
-    @classmethod
-    def of(cls, settings: PrivacySettings, noise_multiplier: float | None = None) -> Mechanism:
-        """The mechanism a privacy block asks for (`noise_multiplier`: a calibrated one)."""
-        sigma = noise_multiplier if noise_multiplier is not None else \
-            settings.noise_multiplier or 0.0
-        return cls(settings.clip, sigma)
-
     @property
     def std(self) -> float:
         return 0.0 if self.clip is None else self.noise_multiplier * self.clip
@@ -206,8 +199,15 @@ class Mechanism:
         over = norms > self.clip
         if not bool(over.any()):
             return rows
-        scale = torch.where(over, self.clip / norms.clamp_min(1e-30), torch.ones_like(norms))
+        scale = self.scale(norms)
         return rows * scale.reshape(-1, *([1] * (rows.dim() - 1))).to(rows.dtype)
+
+    def scale(self, norms: Tensor) -> Tensor:
+        """The factor that brings rows of L2 norm `norms` to at most `clip` (1 where none is
+        needed; `clip` finite)."""
+        assert self.clip is not None
+        return torch.where(norms > self.clip, self.clip / norms.clamp_min(1e-30),
+                           torch.ones_like(norms))
 
     def noise(self, shape: Sequence[int], generator: torch.Generator,
               dtype: torch.dtype = torch.float32) -> Tensor | None:
@@ -215,9 +215,3 @@ class Mechanism:
         if self.std == 0:
             return None
         return torch.randn(*shape, generator=generator, dtype=dtype) * self.std
-
-    def privatised(self, rows: Tensor, generator: torch.Generator) -> Tensor:
-        """Clipped rows plus noise: what leaves the sender (local DP)."""
-        out = self.clipped(rows)
-        noise = self.noise(out.shape, generator, out.dtype)
-        return out if noise is None else out + noise
