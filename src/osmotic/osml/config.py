@@ -1,6 +1,7 @@
 """OSM-L settings: one validated object, saved with every run as `config.yaml`."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -10,7 +11,16 @@ from osmotic.models import locate_model, resolve_model
 from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
-from osmotic.settings import EngineSettings
+from osmotic.settings import EngineSettings, InputError
+
+
+def check_async(config: OsmlConfig, ids: Sequence[str]) -> None:
+    """The asynchronous settings against the agents (one line, `InputError`): a buffer of at
+    most the agents, a clock file that lists exactly them."""
+    if config.buffer is not None and config.buffer > len(ids):
+        raise InputError(f"buffer: at most the {len(ids)} agents, got {config.buffer}")
+    if config.clock is not None and config.clock.file is not None:
+        read_clock_file(config.clock.file, ids)
 
 
 class OsmlConfig(AsyncSettings, EngineSettings):
@@ -92,6 +102,7 @@ class OsmlConfig(AsyncSettings, EngineSettings):
                                             "default here) and protects one time step of an "
                                             "agent's series (level: user and record alike)")
     seed: int = Field(0, ge=0)
+
     @field_validator("data")
     @classmethod
     def _a_source(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -159,16 +170,12 @@ class OsmlConfig(AsyncSettings, EngineSettings):
         """What the asynchronous settings can mean in OSM-L: no staleness weights (a stale
         embedding enters its context as it is), a buffer of at most the agents, a clock file
         that lists exactly the agents (checked here when `agents` names them, else when the
-        data are read; `check_async` in the trainer)."""
+        data are read by `osml.trainer.train_osml`): `check_async`."""
         if self.staleness_exponent != type(self).model_fields["staleness_exponent"].default:
             raise ValueError("staleness_exponent: not used in OSM-L (a stale embedding enters "
                              "its context unweighted); leave it out")
         if self.agents is not None:
-            if self.buffer is not None and self.buffer > len(self.agents):
-                raise ValueError(f"buffer: at most the {len(self.agents)} agents, got "
-                                 f"{self.buffer}")
-            if self.clock is not None and self.clock.file is not None:
-                read_clock_file(self.clock.file, self.agents)
+            check_async(self, self.agents)
         return self
 
     @classmethod

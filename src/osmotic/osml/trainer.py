@@ -59,18 +59,17 @@ import numpy as np
 import torch
 
 from osmotic.engines.inprocess import trim_heap
-from osmotic.osml.config import OsmlConfig
+from osmotic.osml.config import OsmlConfig, check_async
 from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
-from osmotic.runtime.clock import ClockSettings, SimClock, read_clock_file
+from osmotic.runtime.clock import ClockSettings, SimClock
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.population import agent_seed
 from osmotic.runtime.privacy import Budget, Mechanism, Release, warn_delta
 from osmotic.runtime.session import Session
 from osmotic.runtime.strategies import make_strategy
-from osmotic.settings import InputError
 
 Series = dict[str, np.ndarray]
 Sender = Callable[[torch.Tensor, int], torch.Tensor]
@@ -153,20 +152,11 @@ def sent(mechanism: Mechanism, E: torch.Tensor, ids: Sequence[str], seed: int, e
     if mechanism.std == 0:
         return out
     noise = []
+    stream = f"privacy:{purpose}:{epoch}:{start}"
     for a in ids:
-        stream = f"privacy:{purpose}:{epoch}:{start}"
         g = torch.Generator().manual_seed(agent_seed(seed, a, stream))
         noise.append(mechanism.noise((b, d), g, out.dtype))
     return out + torch.stack(noise)
-
-
-def check_async(config: OsmlConfig, ids: Sequence[str]) -> None:
-    """The asynchronous settings against the agents of the data (one line, `InputError`): a
-    buffer of at most the agents, a clock file that lists exactly them."""
-    if config.buffer is not None and config.buffer > len(ids):
-        raise InputError(f"buffer: at most the {len(ids)} agents, got {config.buffer}")
-    if config.clock is not None and config.clock.file is not None:
-        read_clock_file(config.clock.file, ids)
 
 
 def batch_durations(config: OsmlConfig, ids: Sequence[str]) -> list[float]:
@@ -281,8 +271,7 @@ class OsmlJob:
         # training step [agents, steps, d] (None until an epoch has sent them all).
         self.timed, self.buffered = config.clock is not None, config.aggregation == "buffered"
         self.durations: list[float] = []
-        if self.timed or self.buffered:
-            check_async(config, self.ids)
+        if self.timed or self.buffered:  # checked against the agents by `train_osml`
             self.durations = batch_durations(config, self.ids)
         self.buffer = config.buffer or len(self.ids)
         self.sim_time = 0.0
