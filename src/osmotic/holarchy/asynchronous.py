@@ -28,11 +28,10 @@ from osmotic.holarchy.buffered import (
     BufferedHead,
     buffering_head,
     buffering_heads,
-    drawn_per_round,
 )
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.privacy import HolarchyPrivacy, buffered_refusal
-from osmotic.holarchy.schedule import SyncSchedule
+from osmotic.holarchy.schedule import SyncSchedule, drawn_per_round
 from osmotic.runtime.clock import AsyncSettings, ClockSettings, SimClock, read_clock_file
 from osmotic.runtime.lifecycle import check_finite
 from osmotic.runtime.privacy import PrivacySettings

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from osmotic.holarchy.holarchy import Holarchy
+from osmotic.holarchy.schedule import drops_out
 from osmotic.runtime.population import agent_seed
 from osmotic.runtime.strategies import make_strategy
 
@@ -84,11 +85,6 @@ def buffering_heads(holarchy: Holarchy) -> list[str]:
     if not heads:
         raise ValueError(f"aggregation: buffered needs a head over terminals; got {holarchy!r}")
     return heads
-
-
-def drawn_per_round(members: int, participation: float) -> int:
-    """Terminals a synchronous round draws from `members` (as `Participation` does)."""
-    return max(1, int(participation * members + 0.5))
 
 
 def staleness_weight(staleness: int, exponent: float) -> float:
@@ -172,11 +168,8 @@ class BufferedHead:
     def drops(self, terminal: str) -> bool:
         """Whether `terminal` (in flight) drops out of the round it started for (version + 1):
         `Participation`'s draw for that terminal and round."""
-        if not self.dropout_rate:
-            return False
-        round_ = self.flights[terminal].version + 1
-        draw = np.random.default_rng(agent_seed(self.seed, terminal, f"dropout:{round_}"))
-        return bool(draw.random() < self.dropout_rate)
+        return drops_out(self.seed, terminal, self.flights[terminal].version + 1,
+                         self.dropout_rate)
 
     def due(self) -> float:
         """When the next B flights will have ended: the head's next aggregation time."""

@@ -60,6 +60,21 @@ class Traffic:
         return {h: dict(c) for h, c in self.messages.items()}
 
 
+def drawn_per_round(members: int, fraction: float) -> int:
+    """How many of a head's `members` terminals train in a round: max(1, round(fraction ·
+    members)), Flower's `fraction_fit`."""
+    return max(1, int(fraction * members + 0.5))
+
+
+def drops_out(seed: int, terminal: str, round_: int, rate: float) -> bool:
+    """Whether `terminal`, drawn for round `round_`, fails to report: a draw that depends only
+    on (seed, terminal, round), whoever asks (a synchronous round, a buffered head)."""
+    if not rate:
+        return False
+    draw = np.random.default_rng(agent_seed(seed, terminal, f"dropout:{round_}"))
+    return bool(draw.random() < rate)
+
+
 class Participation:
     """Which terminals train, and which of them report, in each round.
 
@@ -86,7 +101,7 @@ class Participation:
 
     def drawn(self, parent: str) -> int:
         """How many of `parent`'s terminals train in every round."""
-        return max(1, int(self.fraction * len(self.groups[parent]) + 0.5))
+        return drawn_per_round(len(self.groups[parent]), self.fraction)
 
     def draw(self, round_: int) -> tuple[list[str], list[str]]:
         """(trained, reported) terminals of round `round_`, in holarchy order."""
@@ -98,8 +113,8 @@ class Participation:
             rng = np.random.default_rng(agent_seed(self.seed, parent, f"participation:{round_}"))
             chosen.update(members[i] for i in rng.choice(len(members), k, replace=False))
         trained = [t for t in self.terminals if t in chosen]
-        reported = [t for t in trained if self.dropout_rate == 0 or np.random.default_rng(
-            agent_seed(self.seed, t, f"dropout:{round_}")).random() >= self.dropout_rate]
+        reported = [t for t in trained
+                    if not drops_out(self.seed, t, round_, self.dropout_rate)]
         return trained, reported
 
 
