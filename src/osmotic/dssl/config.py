@@ -200,8 +200,7 @@ class DsslConfig(AsyncSettings, EngineSettings):
                 and self.mar_target == "reference":
             raise ValueError("aggregation: buffered does not take MAR's latent exchange "
                              "(mar_target: reference); use mar_target: model")
-        check_asynchronous(self, self.build_holarchy, participation=self.participation,
-                           dropout_rate=self.dropout_rate, privacy=self.privacy is not None)
+        check_asynchronous(self, self.build_holarchy, participation=self.participation)
         return self
 
     def build_holarchy(self) -> Holarchy:

@@ -38,18 +38,17 @@ from osmotic.runtime.privacy import PrivacySettings
 
 
 def check_asynchronous(settings: AsyncSettings, holarchy: Callable[[], Holarchy | None], *,
-                       participation: float, dropout_rate: float, privacy: bool) -> None:
+                       participation: float) -> None:
     """One line (a `ValueError`, or the clock file's `InputError`) for what the run cannot do:
     `aggregation: buffered` takes local DP and record-level DP-SGD but not central noise or
-    secure aggregation (`holarchy.privacy.buffered_refusal`, on the settings' `privacy` block
-    when `privacy`), a holarchy without neighbour edges whose
+    secure aggregation (`holarchy.privacy.buffered_refusal`, on the settings' `privacy` block), a holarchy without neighbour edges whose
     non-terminals all aggregate (`buffering_heads`), and `buffer` at most the terminals drawn
     per round by each head over terminals; `dropout_rate` is taken (`BufferedHead.drops`); a
     clock file must list exactly the terminals. `holarchy` builds the
     run's holarchy, only when needed; None: it cannot be built, which the run reports in its
     own words."""
     block = getattr(settings, "privacy", None)
-    if settings.aggregation == "buffered" and privacy and isinstance(block, PrivacySettings) \
+    if settings.aggregation == "buffered" and isinstance(block, PrivacySettings) \
             and (refusal := buffered_refusal(block)) is not None:
         raise ValueError(refusal)
     clock_file = None if settings.clock is None else settings.clock.file

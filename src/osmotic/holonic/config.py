@@ -93,8 +93,7 @@ class HolonicConfig(AsyncSettings, EngineSettings):
             except (OSError, ValueError):
                 return None
 
-        check_asynchronous(self, holarchy, participation=self.participation,
-                           dropout_rate=self.dropout_rate, privacy=self.privacy is not None)
+        check_asynchronous(self, holarchy, participation=self.participation)
         return self
 
     def model_name(self, input_shape: tuple[int, ...]) -> str:
