@@ -168,3 +168,32 @@ def suite_spec(index: int) -> dict[str, Any]:
             "loners": int(rng.integers(SUITE["loners"][0], SUITE["loners"][1] + 1)),
             "noise": int(rng.integers(SUITE["noise"][0], SUITE["noise"][1] + 1)),
             "seed": index}
+
+
+def replicate_scenario(groups: list[int], loners: int, noise: int, replicas: int, seed: int,
+                       steps: tuple[int, int] = STEPS) -> tuple[Series, Series, dict[str, Any]]:
+    """`replicas` independent scenarios of one shape, as one population with a known answer.
+
+    Replica r is `generate_scenario(..., seed=[seed, r])`'s draw with its agents named
+    `r<r>_<id>`: its own latent processes and transforms, so agents of different replicas are
+    unrelated and a sub-context that joins them is wrong. The truth lists every replica's groups,
+    loners and noise agents under the new names; `replica` maps each agent to its replica."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    train: Series = {}
+    test: Series = {}
+    truth: dict[str, Any] = {"seed": seed, "replicas": replicas,
+                             "spec": {"groups": list(groups), "loners": loners, "noise": noise},
+                             "steps": {"train": steps[0], "test": steps[1]},
+                             "groups": [], "loners": [], "noise": [], "replica": {}}
+    for r in range(replicas):
+        seed_r = int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+        tr, te, t = generate_scenario(groups, loners, noise, seed_r, steps)
+        name = {a: f"r{r}_{a}" for a in tr}
+        train.update({name[a]: x for a, x in tr.items()})
+        test.update({name[a]: x for a, x in te.items()})
+        truth["groups"] += [[name[a] for a in g] for g in t["groups"]]
+        truth["loners"] += [name[a] for a in t["loners"]]
+        truth["noise"] += [name[a] for a in t["noise"]]
+        truth["replica"].update(dict.fromkeys(name.values(), r))
+    return train, test, truth
