@@ -96,25 +96,26 @@ def summary(labels: Sequence[int] | np.ndarray, parts: Sequence[np.ndarray],
             ids: Sequence[str] | None = None) -> list[dict[str, object]]:
     """Per agent: id, number of samples, number of classes, samples per class."""
     labels = np.asarray(labels)
-    classes = np.unique(labels)
+    classes, code = np.unique(labels, return_inverse=True)
     ids = [str(i) for i in range(len(parts))] if ids is None else list(ids)
     rows = []
     for aid, p in zip(ids, parts, strict=True):
-        per_class = [int(np.sum(labels[p] == c)) for c in classes]
+        per_class = np.bincount(code[p], minlength=len(classes)).tolist()
         rows.append({"agent": aid, "samples": len(p), "classes": int(np.count_nonzero(per_class)),
                      "per_class": dict(zip(map(str, classes.tolist()), per_class))})
     return rows
 
 
 def record(labels: Sequence[int] | np.ndarray, parts: Sequence[np.ndarray], ids: Sequence[str],
-           folder: Path, plots: Path, title: str) -> None:
+           folder: Path, plots: Path | None, title: str) -> None:
     """A run's record of who holds what: `partition.json` in `folder` (see `summary`) and
-    `partition.png` in `plots`."""
+    `partition.png` in `plots` (None: no picture)."""
     from osmotic.report.rundir import write_json
 
     rows = summary(labels, parts, ids)
     write_json(folder / "partition.json", rows)
-    plot_summary(rows, plots / "partition.png", title)
+    if plots is not None:
+        plot_summary(rows, plots / "partition.png", title)
 
 
 def plot_summary(rows: Sequence[dict[str, object]], path: str | Path, title: str = "") -> None:

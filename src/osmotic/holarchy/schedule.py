@@ -99,6 +99,11 @@ class Participation:
     def everyone(self) -> bool:
         return self.fraction == 1 and self.dropout_rate == 0
 
+    @property
+    def per_round(self) -> int:
+        """How many terminals train in every round."""
+        return sum(self.drawn(p) for p in self.groups)
+
     def drawn(self, parent: str) -> int:
         """How many of `parent`'s terminals train in every round."""
         return drawn_per_round(len(self.groups[parent]), self.fraction)
@@ -148,6 +153,7 @@ class SyncSchedule:
         self.weights = weights
         self.budget = budget
         self.terminals = holarchy.terminals()
+        self.top_down = [h for h in holarchy.preorder() if not holarchy.holons[h].terminal]
         self.models: dict[str, Tensor] = {h: init.clone() for h in holarchy.nonterminals()}
         self.used = dict.fromkeys(self.models, 0)
         self.reports: dict[str, dict[str, Tensor]] = {h: {} for h in self.models}
@@ -189,14 +195,32 @@ class SyncSchedule:
              trained: Collection[str] | None = None) -> Tensor:
         """One round of communication; `terminal_models` is [terminals, P] in holarchy order,
         `reported` the terminals whose models arrive this round, `trained` those that trained
-        (default: all; secure aggregation's masks are agreed among them)."""
+        (default: all; secure aggregation's masks are agreed among them). Returns every
+        terminal's model after the round, [terminals, P]."""
+        trained = self.terminals if trained is None else trained
+        rows = {t: i for i, t in enumerate(self.terminals)}
+        changed = self.exchange({t: terminal_models[rows[t]] for t in trained}, reported)
+        out = terminal_models.clone()
+        for t, model in changed.items():
+            out[rows[t]] = model
+        if self.privacy is not None:
+            self.held = dict(zip(self.terminals, out.clone(), strict=True))
+        return out
+
+    def exchange(self, sent: dict[str, Tensor], reported: Collection[str] | None = None
+                 ) -> dict[str, Tensor]:
+        """One round of communication given the models of the terminals that trained (`sent`,
+        terminal -> flat model); `reported` (default: all of them) are those whose models
+        arrive. Returns the models of the terminals the round touched (those that trained and
+        those that received one), the others keep theirs: so a round costs what its
+        participants and heads hold, not the population. Models are shared, never written to
+        in place."""
         self.round += 1
-        self._trained = set(self.terminals if trained is None else trained)
-        models: dict[str, Tensor] = dict(zip(self.terminals, terminal_models, strict=True))
-        reporting = set(self.terminals if reported is None else reported)
+        self._trained = set(sent)
+        models: dict[str, Tensor] = dict(sent)
+        reporting = set(sent if reported is None else reported)
         updates = self._privatised(models, reporting)
         models.update(self.models)
-        absent = set(self.terminals) - reporting  # sat the round out, or dropped out
         fresh = set(reporting)  # models new this round
         for s in self.h.nonterminals():  # bottom-up: members before their super-holon
             head = self.h.holons[s]
@@ -208,8 +232,10 @@ class SyncSchedule:
                     self.reports[s][m] = models[m]
                     self.traffic.send(m, "vertical")
             got = self.reports[s]
-            if not got or any(m not in got and m not in absent for m in head.members):
-                continue  # waiting for a slower member, or nobody reported
+            # wait for a slower member (one not reporting although it did not sit the round
+            # out: a non-terminal), unless nobody reported
+            if not got or any(m not in got and m in self.models for m in head.members):
+                continue
             models[s] = self._aggregate(s, [m for m in head.members if m in got], got, updates)
             self.reports[s] = {}
             fresh.add(s)
@@ -218,22 +244,22 @@ class SyncSchedule:
             if parent is not None and self.h.holons[parent].aggregates \
                     and self.used[s] % self.budget == 0:
                 reporting.add(s)
-        received: set[str] = set()
-        for s in self.h.preorder():  # top-down: a model from above overrides and flows on
+        touched = set(sent)
+        for s in self.top_down:  # a model from above overrides and flows on
             head = self.h.holons[s]
-            if head.terminal or (s not in fresh and s not in received):
+            if s not in fresh and s not in touched:
                 continue
             for m in head.members:
                 models[m] = models[s]
-                received.add(m)
+                touched.add(m)
                 if m in self.used:
                     self.used[m] = 0
             self.traffic.send(s, "vertical", len(head.members))
         self.models = {h: models[h].clone() for h in self.models}
-        out = torch.stack([models[t] for t in self.terminals])
+        changed = {t: models[t] for t in self.terminals if t in touched}
         if self.privacy is not None:
-            self.held = dict(zip(self.terminals, out.clone(), strict=True))
-        return out
+            self.held.update(changed)
+        return changed
 
     def _privatised(self, models: dict[str, Tensor], reporting: set[str]) -> dict[str, Tensor]:
         """Replace each reporting terminal's model by what it sends under the privacy block

@@ -52,6 +52,12 @@ NOT_PER_SAMPLE = {
 }
 
 
+def generator(seed: int, terminal: str, stream: str) -> torch.Generator:
+    """A terminal's own generator for one stream (`noise`, as `Population` seeds it; `shuffle`;
+    `dp-sgd`)."""
+    return torch.Generator().manual_seed(agent_seed(seed, terminal, stream))
+
+
 class LocalTrainer:
     """Local training of every terminal of `pop` on its own samples: a pluggable objective
     (default: cross-entropy) and optimiser (default: plain SGD, as in HoAL), local work counted
@@ -87,15 +93,13 @@ class LocalTrainer:
         self.parts = [torch.as_tensor(p, dtype=torch.long) for p in parts]
         self.batch_size = batch_size
         self.objective = objective or CrossEntropy()
-        self.shufflers = [torch.Generator().manual_seed(agent_seed(seed, a, "shuffle"))
-                          for a in pop.agent_ids]
+        self.shufflers = [generator(seed, a, "shuffle") for a in pop.agent_ids]
         self.opt = make_optimizer(optimizer, pop, lr, **(optimizer_params or {}))
         self.keep_optimizer_state = keep_optimizer_state
         self.dp_sgd = dp_sgd
         if dp_sgd is not None:
             _check_per_sample(self.objective)
-            self.dp_generators = [torch.Generator().manual_seed(agent_seed(seed, a, "dp-sgd"))
-                                  for a in pop.agent_ids]
+            self.dp_generators = [generator(seed, a, "dp-sgd") for a in pop.agent_ids]
 
     def _epoch_plan(self) -> tuple[Tensor, Tensor]:
         """Sample indices [terminals, steps * batch] in each terminal's own order, and a mask of
@@ -196,6 +200,21 @@ class LocalTrainer:
             v.grad[active] = total / self.batch_size
             offset += n
         return loss.detach()
+
+    def serve(self, ids: Sequence[str], parts: Sequence[Tensor],
+              generators: Sequence[dict[str, torch.Generator]]) -> None:
+        """Hand this trainer's agents (as many) to the terminals `ids`, with their samples and
+        their generators by stream (`noise`, `shuffle`, and `dp-sgd` under DP-SGD, each going
+        on where it stopped): how a few slots train whichever terminals a round samples
+        (`holarchy.terminals.SampledTerminals`), each exactly as in a population of all."""
+        if len(ids) != len(self.pop):
+            raise ValueError(f"{len(ids)} terminals for {len(self.pop)} slots")
+        self.pop.agent_ids = list(ids)
+        self.pop.generators = [g["noise"] for g in generators]
+        self.parts = [torch.as_tensor(p, dtype=torch.long) for p in parts]
+        self.shufflers = [g["shuffle"] for g in generators]
+        if self.dp_sgd is not None:
+            self.dp_generators = [g["dp-sgd"] for g in generators]
 
     @contextmanager
     def only(self, agents: Collection[int] | None) -> Iterator[None]:
@@ -351,6 +370,20 @@ class Terminals:
         """Nothing to stop."""
 
 
+def distinct_rows(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows of `flat` [M, P] (in order of first appearance) and, per row, which
+    one it is: by the rows' bytes, hashed (`torch.unique(dim=0)` sorts them: 0.1 s for a
+    thousand 6k-parameter models)."""
+    which: dict[bytes, int] = {}
+    first, inverse = [], []
+    for i, row in enumerate(flat.numpy()):
+        k = which.setdefault(row.tobytes(), len(which))
+        if k == len(first):
+            first.append(i)
+        inverse.append(k)
+    return flat[first], torch.tensor(inverse, dtype=torch.long)
+
+
 class Evaluator:
     """Test accuracy of flat models ([models, P] rows in `Population.flat` order).
 
@@ -370,7 +403,7 @@ class Evaluator:
         self.images, self.labels, self.chunk = images, labels, chunk
         self.shapes = {name: p.shape for name, p in module.named_parameters()}
 
-    def _stacked(self, rows: Tensor) -> dict[str, Tensor]:
+    def stacked(self, rows: Tensor) -> dict[str, Tensor]:
         """Flat rows [M, P] as the module's parameters stacked on a model axis."""
         sizes = [s.numel() for s in self.shapes.values()]
         return {name: part.reshape(len(rows), *shape) for (name, shape), part
@@ -378,11 +411,11 @@ class Evaluator:
 
     @torch.inference_mode()
     def accuracy(self, flat: Tensor) -> Tensor:
-        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        unique, inverse = distinct_rows(flat)
         batched = getattr(self.module, "batched_forward", None)
         correct = torch.zeros(len(unique), dtype=torch.long)
         if batched is not None:
-            params, step = self._stacked(unique), max(1, self.chunk // len(unique))
+            params, step = self.stacked(unique), max(1, self.chunk // len(unique))
             for start in range(0, len(self.labels), step):
                 logits = batched(params, {}, self.images[start : start + step])
                 correct += (logits.argmax(-1) == self.labels[start : start + step]).sum(1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from osmotic.data.datasets import DataSpec, paths_from
 from osmotic.holarchy.asynchronous import check_asynchronous
@@ -53,6 +53,10 @@ class HolonicConfig(AsyncSettings, EngineSettings):
     budget: int = Field(2, ge=1, description="K: aggregations before a head reports up")
     eval_every: int = Field(1, ge=1, description="test every this many rounds (and the last "
                             "round): evaluation on 10,000 images can cost more than training")
+    eval_terminals: int | None = Field(None, ge=1, description="test a seeded sample of this "
+                                       "many terminals (the same every round) and report "
+                                       "their mean accuracy with its standard error "
+                                       "(default: test every terminal)")
     mnist_dir: str | None = Field(None, description="IDX folder: its t10k files are the test set")
     holdout: int | float | None = Field(None, gt=0, description="test samples held out of the "
                                         "pool when there is no test set (a number below 1: a "
@@ -63,6 +67,7 @@ class HolonicConfig(AsyncSettings, EngineSettings):
                                             "travels: {clip, noise_multiplier or target_epsilon, "
                                             "delta, where, level, secure_aggregation}")
     seed: int = Field(0, ge=0)
+    _built: Holarchy | None = PrivateAttr(None)
 
     @field_validator("model")
     @classmethod
@@ -83,10 +88,11 @@ class HolonicConfig(AsyncSettings, EngineSettings):
         return self
 
     @model_validator(mode="after")
-    def _asynchronous(self) -> HolonicConfig:
+    def _against_holarchy(self) -> HolonicConfig:
         """`aggregation` and `clock` against the holarchy and the other settings
-        (`holarchy.asynchronous.check_asynchronous`, shared with D-SSL); a holarchy that
-        cannot be built is left for the run to report in its own words."""
+        (`holarchy.asynchronous.check_asynchronous`, shared with D-SSL), and `eval_terminals`
+        no larger than its population; a holarchy that cannot be built is left for the run to
+        report in its own words."""
         def holarchy() -> Holarchy | None:
             try:
                 return self.build_holarchy()
@@ -94,6 +100,10 @@ class HolonicConfig(AsyncSettings, EngineSettings):
                 return None
 
         check_asynchronous(self, holarchy, participation=self.participation)
+        if self.eval_terminals is not None and (h := holarchy()) is not None \
+                and self.eval_terminals > (population := len(h.terminals())):
+            raise ValueError(f"eval_terminals: {self.eval_terminals} is more than the "
+                             f"{population} terminals of the holarchy")
         return self
 
     def model_name(self, input_shape: tuple[int, ...]) -> str:
@@ -113,11 +123,16 @@ class HolonicConfig(AsyncSettings, EngineSettings):
         return Path(self.holarchy).stem if isinstance(self.holarchy, str) else "custom"
 
     def build_holarchy(self) -> Holarchy:
-        if self.structure is not None:
-            return structure(self.structure)
-        if isinstance(self.holarchy, str):
-            return Holarchy.from_yaml(self.holarchy)
-        return Holarchy.from_dict(self.holarchy, "config holarchy")
+        """The run's holarchy, built once per settings object (a holarchy does not change once
+        built; at 100,000 terminals a build takes seconds)."""
+        if self._built is None:
+            if self.structure is not None:
+                self._built = structure(self.structure)
+            elif isinstance(self.holarchy, str):
+                self._built = Holarchy.from_yaml(self.holarchy)
+            else:
+                self._built = Holarchy.from_dict(self.holarchy, "config holarchy")
+        return self._built
 
     @classmethod
     def with_folder(cls, data: dict[str, Any], folder: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Run directory (shared layout): `config.yaml` (resolved settings and holarchy), `
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,7 +32,7 @@ from osmotic.holarchy.draw import draw_holarchy
 from osmotic.holarchy.holarchy import Holarchy
 from osmotic.holarchy.privacy import dp_sgd, plan_privacy
 from osmotic.holarchy.schedule import Participation, SyncSchedule
-from osmotic.holarchy.terminals import make_terminals
+from osmotic.holarchy.terminals import SampledTerminals, make_terminals
 from osmotic.holarchy.trainer import Evaluator
 from osmotic.holonic.config import HolonicConfig
 from osmotic.holonic.plots import plot_curves
@@ -40,6 +41,7 @@ from osmotic.report import RunDir
 from osmotic.report.rundir import write_json
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.modelcheck import check_batched
+from osmotic.runtime.population import agent_seed
 from osmotic.runtime.session import Session, recorded_settings
 
 
@@ -93,26 +95,30 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
         return session.finished.summary
     rd = session.dir
     if not resume:
-        partitions.record(labels, parts, terminals, rd.path, rd.plots,
+        drawn = len(terminals) <= DRAWN_TERMINALS
+        partitions.record(labels, parts, terminals, rd.path, rd.plots if drawn else None,
                           f"{config.distribution}: samples per class per terminal")
-        draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
+        if drawn:
+            draw_holarchy(holarchy, rd.plots / "holarchy.png", config.name)
 
     schedule = SyncSchedule.starting(holarchy, build, parts, config.seed, config.budget,
                                      privacy)
     evaluator = Evaluator(build(), data.test.images, data.test.labels)
 
     def finish(job: HolonicJob, rows: list[dict[str, Any]]) -> HolonicJob:
-        _save_models(rd, terminals, job.engine.state(), schedule)
+        _save_models(rd, job)
         return job
 
     rounds = session.train(
         lambda: make_terminals(config, terminals, schedule.init, data.train, parts,
-                               model=build, **dp_sgd(privacy)),
+                               model=build, sampled=samples_terminals(config),
+                               **dp_sgd(privacy)),
         lambda engine: make_job(config, holarchy, engine, schedule, evaluator, participation,
                                 parts),
         total=config.rounds, unit="round", label=f"holonic {config.name}/{config.distribution}",
         checkpoint_every=config.checkpoint_every or config.budget, finish=finish, log=log,
-        progress=progress)
+        progress=progress, work=step_work(build, data.train.images[:1],
+                                          participation.per_round * config.batch_size))
     write_json(rd.file("traffic.json"), schedule.traffic.per_holon())
     history = rd.read_metrics()
     row = history[-1]
@@ -128,9 +134,41 @@ def run(config: HolonicConfig, out: str | Path, data: Dataset | None = None,
                "model": config.model_name(data.input_shape),
                "input_shape": list(data.input_shape), "classes": data.classes,
                "seed": config.seed, "engine": config.engine, "run_dir": str(rd.path)}
+    if config.eval_terminals is not None:
+        summary["mean_test_accuracy_se"] = row["mean_test_accuracy_se"]
     if privacy is not None:
         summary["privacy"] = privacy.summary(config.rounds)
     return session.finish(summary).summary
+
+
+DRAWN_TERMINALS = 100
+"""Above this many terminals a run draws neither its holarchy nor its partition: nothing in
+such a picture is readable, and matplotlib takes seconds per thousand terminals."""
+
+
+def step_work(build: Callable[[], nn.Module], sample: Tensor, rows: int) -> int:
+    """Elements of a training step's largest activation when `rows` samples go through the
+    model at once (terminals per round x batch): the largest output of any of its layers on
+    one `sample`, times `rows`. It decides `threads: 0` (`engines.inprocess.auto_threads`):
+    a hundred small MLPs step faster on one thread than on two, and far faster on a busy
+    machine."""
+    sizes: list[int] = []
+    module = build()
+    hooks = [m.register_forward_hook(
+        lambda _m, _i, out: sizes.append(out.numel()) if isinstance(out, Tensor) else None)
+        for m in module.modules()]
+    with torch.no_grad():
+        module(sample)
+    for h in hooks:
+        h.remove()
+    return rows * max(sizes)
+
+
+def samples_terminals(config: HolonicConfig) -> bool:
+    """Whether the run's terminals train as `SampledTerminals` (a model only while sampled):
+    synchronous rounds that sample a share of the terminals, in this process."""
+    return config.participation < 1 and config.aggregation == "sync" \
+        and config.engine == "inprocess"
 
 
 def resume(out: str | Path, progress: bool | None = None, force: bool = False
@@ -153,6 +191,8 @@ class HolonicJob:
         root = holarchy.holons[holarchy.root]
         self.root_aggregates = root.aggregates and not root.terminal  # a lone terminal: no head
         self.train_seconds = self.eval_seconds = 0.0
+        self.sampled = isinstance(engine, SampledTerminals)
+        self.evaluated = evaluated_terminals(self.terminals, config.eval_terminals, config.seed)
 
     def state(self) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
         tensors, rest = self.schedule.state()
@@ -172,19 +212,13 @@ class HolonicJob:
     def step(self, round_: int, bar: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         trained, reported = self.participation.draw(round_)
-        everyone = self.participation.everyone
-        loss, flat = self.engine.train(self.config.local_epochs, None if everyone else trained)
-        check_finite(loss.tolist(), self.terminals, trained, flat)
-        models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported,
-                                    None if everyone else trained)
-        self.engine.load_flat(models.numpy())
+        losses, models = self._round(trained, reported)
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
-        row = {"round": round_, "mean_train_loss": float(np.nanmean(loss)),
+        row = {"round": round_, "mean_train_loss": mean_loss(losses),
                "mean_test_accuracy": None, "root_test_accuracy": None,
                "trained": len(trained), "reported": len(reported),
-               **self.schedule.traffic.totals(),
-               "train_loss": dict(zip(self.terminals, loss.tolist(), strict=True))}
+               **self.schedule.traffic.totals(), "train_loss": losses}
         if self.schedule.privacy is not None:
             row["epsilon"] = self.schedule.privacy.epsilon(round_)
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
@@ -192,15 +226,76 @@ class HolonicJob:
             self.eval_seconds += time.perf_counter() - t1
         return row
 
-    def evaluate(self, models: Tensor) -> dict[str, Any]:
-        """Test accuracy of every terminal (and of the root's model, if it has a head)."""
-        n = len(self.terminals)
+    def _round(self, trained: list[str], reported: list[str]
+               ) -> tuple[dict[str, float], Tensor | None]:
+        """Local training of the terminals drawn and the round's exchange; returns their losses
+        and, unless terminals are sampled (they keep what they received), every terminal's
+        model [terminals, P]."""
+        if self.sampled:
+            loss, flat = self.engine.train(self.config.local_epochs, trained)
+            check_finite(loss.tolist(), trained, None, flat)
+            self.engine.receive(self.schedule.exchange(
+                dict(zip(trained, torch.from_numpy(flat), strict=True)), reported))
+            return dict(zip(trained, loss.tolist(), strict=True)), None
+        everyone = self.participation.everyone
+        loss, flat = self.engine.train(self.config.local_epochs, None if everyone else trained)
+        check_finite(loss.tolist(), self.terminals, trained, flat)
+        models = self.schedule.step(torch.from_numpy(flat), None if everyone else reported,
+                                    None if everyone else trained)
+        self.engine.load_flat(models.numpy())
+        return trained_losses(self.terminals, loss), models
+
+    def evaluate(self, models: Tensor | None) -> dict[str, Any]:
+        """Test accuracy of every terminal, or of the seeded sample `eval_terminals` with the
+        standard error of its mean, and of the root's model, if it has a head. `models`: every
+        terminal's [terminals, P] (None: the sampled terminals' own)."""
+        ids = self.evaluated
+        if models is None:
+            distinct, index = self.engine.models(ids)
+        else:
+            position = {t: i for i, t in enumerate(self.terminals)}
+            distinct, index = models, torch.tensor([position[t] for t in ids])
         if self.root_aggregates:
-            models = torch.cat([models, self.schedule.models[self.holarchy.root][None]])
-        acc = self.evaluator.accuracy(models)
-        return {"mean_test_accuracy": float(acc[:n].mean()),
-                "root_test_accuracy": float(acc[-1]) if self.root_aggregates else None,
-                "test_accuracy": dict(zip(self.terminals, acc[:n].tolist(), strict=True))}
+            distinct = torch.cat([distinct, self.schedule.models[self.holarchy.root][None]])
+        acc = self.evaluator.accuracy(distinct)
+        ours = acc[index]
+        row = {"mean_test_accuracy": float(ours.mean()),
+               "root_test_accuracy": float(acc[-1]) if self.root_aggregates else None,
+               "test_accuracy": dict(zip(ids, ours.tolist(), strict=True))}
+        if self.config.eval_terminals is not None:
+            row["mean_test_accuracy_se"] = standard_error(ours, len(self.terminals))
+        return row
+
+
+def trained_losses(ids: Sequence[str], loss: np.ndarray) -> dict[str, float]:
+    """Each terminal's mean loss, for those that trained (NaN: the others): a row lists only
+    them, so its size follows the terminals drawn, not the population."""
+    return {t: v for t, v in zip(ids, loss.tolist(), strict=True) if not math.isnan(v)}
+
+
+def mean_loss(losses: dict[str, float]) -> float:
+    """The row's `mean_train_loss`: the mean of the losses of the terminals that trained."""
+    return float(np.mean(list(losses.values())))
+
+
+def evaluated_terminals(terminals: list[str], sample: int | None, seed: int) -> list[str]:
+    """The terminals a run tests: all of them, or a seeded sample of `sample` (the same every
+    round, so the curve follows the same terminals), in holarchy order."""
+    if sample is None:
+        return terminals
+    rng = np.random.default_rng(agent_seed(seed, "eval_terminals"))
+    return [terminals[i] for i in sorted(rng.choice(len(terminals), sample, replace=False))]
+
+
+def standard_error(values: Tensor, population: int) -> float:
+    """Standard error of the mean of `values`, a simple random sample without replacement of
+    a finite `population`: s / sqrt(n) times the finite-population correction
+    sqrt((N - n) / (N - 1)), 0 when the sample is the population."""
+    n = len(values)
+    if n < 2 or n == population:
+        return 0.0
+    s = float(values.double().std())
+    return s / math.sqrt(n) * math.sqrt((population - n) / (population - 1))
 
 
 def make_job(config: HolonicConfig, holarchy: Holarchy, engine: Any, schedule: SyncSchedule,
@@ -274,11 +369,10 @@ class BufferedJob(HolonicJob):
         done = self.rounds.step(self.engine, epochs=self.config.local_epochs)
         t1 = time.perf_counter()
         self.train_seconds += t1 - t0
-        row = {"round": round_, "mean_train_loss": float(np.nanmean(done.loss)),
+        losses = trained_losses(self.terminals, done.loss)
+        row = {"round": round_, "mean_train_loss": mean_loss(losses),
                "mean_test_accuracy": None, "root_test_accuracy": None,
-               **self.schedule.traffic.totals(),
-               "train_loss": dict(zip(self.terminals, done.loss.tolist(), strict=True)),
-               **done.row}
+               **self.schedule.traffic.totals(), "train_loss": losses, **done.row}
         if self.schedule.privacy is not None:
             row["epsilon"] = self.schedule.privacy.epsilon(round_)
         if round_ % self.config.eval_every == 0 or round_ == self.config.rounds:
@@ -293,17 +387,23 @@ def rounds_to(history: list[dict[str, Any]], accuracy: float) -> int | None:
                  if (r["mean_test_accuracy"] or 0.0) >= accuracy), None)
 
 
-def _save_models(rd: RunDir, terminals: list[str], state: dict[str, Tensor],
-                 schedule: SyncSchedule) -> None:
+def _save_models(rd: RunDir, job: HolonicJob) -> None:
     """Final models as safetensors: terminals' parameters and buffers stacked on axis 0
-    (`param.<name>`, ids in the metadata), and each non-terminal's flat parameter vector."""
+    (`param.<name>`, ids in the metadata), and each non-terminal's flat parameter vector.
+    Sampled terminals (`SampledTerminals`, no buffers) give the same file."""
     models = rd.path / "models"
     models.mkdir(exist_ok=True)
-    prefix = f"{terminals[0]}/"
-    names = [k[len(prefix):] for k in state
-             if k.startswith(prefix) and k.split("/")[-2] in ("param", "buffer")]
-    stacked = {n.replace("/", ".", 1): torch.stack([state[f"{t}/{n}"] for t in terminals])
-               for n in names}
+    terminals, schedule = job.terminals, job.schedule
+    if job.sampled:
+        distinct, index = job.engine.models(terminals)
+        stacked = {f"param.{n}": p[index] for n, p in job.evaluator.stacked(distinct).items()}
+    else:
+        state = job.engine.state()
+        prefix = f"{terminals[0]}/"
+        names = [k[len(prefix):] for k in state
+                 if k.startswith(prefix) and k.split("/")[-2] in ("param", "buffer")]
+        stacked = {n.replace("/", ".", 1): torch.stack([state[f"{t}/{n}"] for t in terminals])
+                   for n in names}
     save_file(stacked, models / "terminals.safetensors",
               metadata={"agent_ids": ",".join(terminals)})
     if schedule.models:
