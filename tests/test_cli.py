@@ -88,13 +88,16 @@ def test_run_writes_every_file_and_prints_the_summary_last(capsys: Capsys, csvs:
 
 def test_a_run_config_repeats_the_run(capsys: Capsys, csvs: Csvs) -> None:
     """config.yaml records settings and data, so it repeats the run elsewhere; given the same
-    folder, the finished run is read back, not run again or overwritten."""
+    folder, the finished run is read back, not run again or overwritten. The file may be given
+    as `--config` or as the first argument, not both."""
     _, out, _ = _run(capsys, csvs, "--agents", "0", "1", "--seed", "3", "--out", "r", "--json")
     first, before = _last_json(out), Path("r/summary.json").read_text()
     code, out, err = _osml(capsys, "run", "--config", "r/config.yaml", "--out", "r", "--json")
     assert code == 0 and "already holds this run" in err
     assert Path("r/summary.json").read_text() == before and _last_json(out) == first
-    code, out, _ = _osml(capsys, "run", "--config", "r/config.yaml", "--out", "r2", "--json")
+    code, _, err = _osml(capsys, "run", "r/config.yaml", "--config", "r/config.yaml")
+    assert code == 2 and err.count("\n") == 1 and "not both" in err
+    code, out, _ = _osml(capsys, "run", "r/config.yaml", "--out", "r2", "--json")  # positional
     again = json.loads(Path("r2/summary.json").read_text())
     assert code == 0 and _last_json(out) == again
     timing = {"train_seconds": 0, "train_cpu_seconds": 0}

@@ -24,7 +24,7 @@ from typing import Any, Literal, Self
 
 import yaml
 
-from osmotic.settings import InputError, Settings
+from osmotic.settings import InputError, SafeDumper, SafeLoader, Settings
 
 CHECKPOINT = "checkpoint.safetensors"
 """The run's last checkpoint, inside its directory (written by `runtime.lifecycle`)."""
@@ -87,7 +87,7 @@ class RunDir:
         return self.path / name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_atomic(self.file("config.yaml"), yaml.safe_dump(jsonable(config), sort_keys=False))
+        write_atomic(self.file("config.yaml"), yaml.dump(jsonable(config), Dumper=SafeDumper, sort_keys=False))
 
     def reset_metrics(self) -> None:
         self.file("metrics.jsonl").write_text("")
@@ -157,7 +157,7 @@ def written_by_a_run(folder: Path) -> bool:
     """Whether `folder`'s config.yaml is one a run wrote (it records its mode and whether its
     data were given in memory); a user's own settings file is not."""
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config = yaml.load((folder / "config.yaml").read_text(), Loader=SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return False
     return isinstance(config, dict) and "mode" in config and "data_in_memory" in config

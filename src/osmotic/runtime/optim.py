@@ -36,8 +36,17 @@ class Optimizer:
 
     @torch.no_grad()
     def step(self, active: Tensor | None = None) -> None:
-        """Update the agents at positions `active` (all if None) from their gradients."""
-        idx = torch.arange(len(self.pop)) if active is None else active
+        """Update the agents at positions `active` (all if None; distinct positions) from
+        their gradients. When every agent is active the stacks are updated where they are:
+        the same numbers, without gathering and scattering every parameter and state."""
+        if active is None or len(active) == len(self.pop):
+            self.steps += 1
+            for k, p in self.pop.params.items():
+                if p.grad is not None:
+                    p.copy_(self._update(p, p.grad, {s: b[k] for s, b in self.buf.items()},
+                                         self.steps))
+            return
+        idx = active
         self.steps[idx] += 1
         for k, p in self.pop.params.items():
             if p.grad is None:

@@ -16,7 +16,7 @@ import yaml
 from pydantic.fields import FieldInfo
 
 from osmotic.report.result import RunResult
-from osmotic.settings import Settings
+from osmotic.settings import InputError, Settings
 
 
 def add_config_options(parser: argparse.ArgumentParser, kind: type[Settings], *,
@@ -55,6 +55,12 @@ def settings_from_args(kind: type[Settings], args: argparse.Namespace) -> Settin
     """`--config FILE` (if given) with the options on top, validated; one line naming the
     file or the options for anything wrong."""
     changes = config_overrides(args, kind)
+    positional = getattr(args, "config_file", None)
+    if positional is not None and getattr(args, "config", None) is not None:
+        raise InputError(f"give the settings file once: {positional} or --config "
+                         f"{args.config}, not both")
+    if positional is not None:
+        args.config = positional
     if getattr(args, "config", None) is None:
         return kind.validated(changes, "options")
     base = kind.from_yaml(args.config)
@@ -65,9 +71,11 @@ def add_run_command(sub: Any, kind: type[Settings], *, help: str,
                     run: Callable[[Any, argparse.Namespace], RunResult],
                     describe: Callable[[RunResult], str], exclude: Collection[str] = ()
                     ) -> argparse.ArgumentParser:
-    """`<mode> run`: `--config`, `--out`, `--json` and one option per setting; `run(config,
+    """`<mode> run`: `CONFIG.yaml` or `--config`, `--out`, `--json` and one option per setting; `run(config,
     args)` runs it (args for a mode's own options) and `describe` says what came out."""
     parser = sub.add_parser("run", help=help, description=help)
+    parser.add_argument("config_file", nargs="?", type=Path, metavar="CONFIG.yaml",
+                        help="YAML file of settings, as --config")
     parser.add_argument("--config", type=Path, help="YAML file of settings (a run's "
                         "config.yaml works too); options given here override it")
     add_output_options(parser)
