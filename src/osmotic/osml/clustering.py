@@ -25,13 +25,18 @@ from osmotic.osml.metrics import pair_scores, pairwise_ranks
 
 @dataclass
 class Clustering:
-    """One clustering decision, as recorded in the run's history."""
+    """One clustering decision, as recorded in the run's history.
+
+    Up to `candidates_above` agents, `scores` and `ranks` are [agents, agents] matrices; above
+    it they hold the candidate `pairs` [pairs, 2] only (n × n is GBs at 16,384 agents)."""
 
     epoch: int
     groups: list[list[int]]  # sub-contexts of two or more agents, agent indices sorted
-    scores: np.ndarray  # [agents, agents] mean |sim| over the sampled steps
-    ranks: np.ndarray  # [agents, agents] rank score over the sampled steps
+    scores: np.ndarray  # mean |sim| over the sampled steps, per pair
+    ranks: np.ndarray  # rank score over the sampled steps, per pair
     changes: list[dict[str, Any]] = field(default_factory=list)  # see `membership_changes`
+    pairs: np.ndarray | None = None  # [pairs, 2] when scores and ranks are per candidate pair
+    gates: dict[str, float] = field(default_factory=dict)  # calibrated gates, when calibrated
 
     def as_record(self, ids: Sequence[str]) -> dict[str, Any]:
         """JSON-able, agents named by id: one entry of `clusterings.json`."""
@@ -41,9 +46,14 @@ class Clustering:
         changes = [{**c, "agent": ids[c["agent"]],
                     **{k: names(c[k]) for k in ("subcontext", "from", "to") if c.get(k)}}
                    for c in self.changes]
-        return {"epoch": self.epoch, "groups": [names(g) for g in self.groups],
-                "changes": changes, "scores": np.round(self.scores, 6).tolist(),
-                "ranks": np.round(self.ranks, 6).tolist()}
+        record = {"epoch": self.epoch, "groups": [names(g) for g in self.groups],
+                  "changes": changes, "scores": np.round(self.scores, 6).tolist(),
+                  "ranks": np.round(self.ranks, 6).tolist()}
+        if self.pairs is not None:
+            record["pairs"] = [[ids[i], ids[j]] for i, j in self.pairs.tolist()]
+        if self.gates:
+            record["gates"] = {k: round(v, 6) for k, v in self.gates.items()}
+        return record
 
 
 def membership_changes(old: Sequence[Sequence[int]], new: Sequence[Sequence[int]],

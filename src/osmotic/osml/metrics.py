@@ -32,6 +32,17 @@ def pair_scores(E: Tensor, beta: float = 2.0, max_elements: int = 1 << 24) -> Te
                       for k in range(0, len(En), rows)])
 
 
+def pair_scores_of(E: Tensor, ii: np.ndarray, jj: np.ndarray, beta: float = 2.0,
+                   max_elements: int = 1 << 24) -> Tensor:
+    """`pair_scores` of the pairs (ii[p], jj[p]) only: [pairs], in blocks of pairs that keep
+    the gathered embeddings within `max_elements`."""
+    En = F.normalize(E, dim=-1)
+    ii, jj = torch.as_tensor(ii, dtype=torch.long), torch.as_tensor(jj, dtype=torch.long)
+    rows = max(1, max_elements // (En.shape[1] * En.shape[2]))
+    return torch.cat([(En[ii[k : k + rows]] * En[jj[k : k + rows]]).sum(-1).abs_().pow_(beta).mean(-1)
+                      for k in range(0, len(ii), rows)] or [En.new_zeros(0)])
+
+
 def _off_diagonal_mean(m: Tensor) -> float:
     n = len(m)
     return float((m.sum() - m.diagonal().sum()) / (n * (n - 1)))
@@ -76,65 +87,96 @@ def _kernels() -> dict[str, Callable[..., np.ndarray]]:
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
 
+    @numba.njit(cache=True)
+    def signs(Q: np.ndarray, a: int, K: np.ndarray, j: int, v: np.ndarray) -> int:
+        """Σ_t Σ_s sign(⟨Q[a, t], K[j, :, s]⟩ − ⟨Q[a, t], K[j, :, t]⟩) for Q [r, T, d] and
+        K [m, d, T] (keys transposed: the loop over s reads contiguous memory); v: a T-vector
+        to work in."""
+        T, d = Q.shape[1], Q.shape[2]
+        total = 0
+        for t in range(T):
+            q = Q[a, t, 0]
+            for s in range(T):
+                v[s] = q * K[j, 0, s]
+            for k in range(1, d):
+                q = Q[a, t, k]
+                for s in range(T):
+                    v[s] += q * K[j, k, s]
+            own = v[t]
+            for s in range(T):
+                total += (v[s] > own) - (v[s] < own)
+        return total
+
     @numba.njit(parallel=True, cache=True)
     def cosine(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
-        """out[a, j] = Σ_t Σ_s sign(⟨Q[a, t], K[j, :, s]⟩ − ⟨Q[a, t], K[j, :, t]⟩) for Q
-        [r, T, d] and K [m, d, T] (keys transposed: the loop over s reads contiguous memory)."""
-        r, T, d = Q.shape
-        m = K.shape[0]
+        """out[a, j] = `signs` of every query agent a of Q against every key agent j of K."""
+        r, m = Q.shape[0], K.shape[0]
         out = np.empty((r, m), dtype=np.int64)
         for a in numba.prange(r):
-            v = np.empty(T, dtype=Q.dtype)
+            v = np.empty(Q.shape[1], dtype=Q.dtype)
             for j in range(m):
-                total = 0
-                for t in range(T):
-                    q = Q[a, t, 0]
-                    for s in range(T):
-                        v[s] = q * K[j, 0, s]
-                    for k in range(1, d):
-                        q = Q[a, t, k]
-                        for s in range(T):
-                            v[s] += q * K[j, k, s]
-                    own = v[t]
-                    for s in range(T):
-                        total += (v[s] > own) - (v[s] < own)
-                out[a, j] = total
+                out[a, j] = signs(Q, a, K, j, v)
         return out
+
+    @numba.njit(parallel=True, cache=True)
+    def cosine_pairs(Q: np.ndarray, K: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
+        """out[p] = `signs` of query agent ii[p] against key agent jj[p]."""
+        out = np.empty(len(ii), dtype=np.int64)
+        for p in numba.prange(len(ii)):
+            out[p] = signs(Q, ii[p], K, jj[p], np.empty(Q.shape[1], dtype=Q.dtype))
+        return out
+
+    @numba.njit(cache=True)
+    def mapped_signs(A: np.ndarray, i: int, W: np.ndarray, Y: np.ndarray, j: int,
+                     pred: np.ndarray, v: np.ndarray) -> int:
+        """Σ_t Σ_s sign(‖ŷ_t − y_s‖² − ‖ŷ_t − y_t‖²) for predictions ŷ = A[i] W (A [n, S, k],
+        W [k, d]: one pair's map) of the targets y = Y[j] (Y [m, d, S], transposed); pred, v:
+        a d- and an S-vector to work in."""
+        S, k = A.shape[1], A.shape[2]
+        d = Y.shape[1]
+        total = 0
+        for t in range(S):
+            for c in range(d):
+                acc = A[i, t, 0] * W[0, c]
+                for l in range(1, k):
+                    acc += A[i, t, l] * W[l, c]
+                pred[c] = acc
+            for s in range(S):
+                diff = pred[0] - Y[j, 0, s]
+                v[s] = diff * diff
+            for c in range(1, d):
+                for s in range(S):
+                    diff = pred[c] - Y[j, c, s]
+                    v[s] += diff * diff
+            own = v[t]
+            for s in range(S):
+                total += (v[s] > own) - (v[s] < own)
+        return total
 
     @numba.njit(parallel=True, cache=True)
     def distance(A: np.ndarray, W: np.ndarray, Y: np.ndarray, ii: np.ndarray,
                  jj: np.ndarray) -> np.ndarray:
-        """out[p] = Σ_t Σ_s sign(‖ŷ_t − y_s‖² − ‖ŷ_t − y_t‖²) for pair p = (i, j) = (ii[p],
-        jj[p]): predictions ŷ = A[i] W[i, :, j] (A [n, S, k], W [n, k, m, d]) of the targets
-        y = Y[j] (Y [m, d, S], transposed)."""
-        S, k = A.shape[1], A.shape[2]
-        d = Y.shape[1]
+        """out[p] = `mapped_signs` of pair p = (i, j) = (ii[p], jj[p]) by its map W[i, :, j]
+        (W [n, k, m, d])."""
         out = np.empty(len(ii), dtype=np.int64)
         for p in numba.prange(len(ii)):
-            i, j = ii[p], jj[p]
-            pred = np.empty(d, dtype=A.dtype)
-            v = np.empty(S, dtype=A.dtype)
-            total = 0
-            for t in range(S):
-                for c in range(d):
-                    acc = A[i, t, 0] * W[i, 0, j, c]
-                    for l in range(1, k):
-                        acc += A[i, t, l] * W[i, l, j, c]
-                    pred[c] = acc
-                for s in range(S):
-                    diff = pred[0] - Y[j, 0, s]
-                    v[s] = diff * diff
-                for c in range(1, d):
-                    for s in range(S):
-                        diff = pred[c] - Y[j, c, s]
-                        v[s] += diff * diff
-                own = v[t]
-                for s in range(S):
-                    total += (v[s] > own) - (v[s] < own)
-            out[p] = total
+            out[p] = mapped_signs(A, ii[p], W[ii[p], :, jj[p]], Y, jj[p],
+                                  np.empty(Y.shape[1], dtype=A.dtype),
+                                  np.empty(A.shape[1], dtype=A.dtype))
         return out
 
-    return {"cosine": cosine, "distance": distance}
+    @numba.njit(parallel=True, cache=True)
+    def distance_pairs(A: np.ndarray, W: np.ndarray, Y: np.ndarray, ii: np.ndarray,
+                       jj: np.ndarray) -> np.ndarray:
+        """out[p] = `mapped_signs` of pair p = (ii[p], jj[p]) by its own map W[p] (W [P, k, d])."""
+        out = np.empty(len(ii), dtype=np.int64)
+        for p in numba.prange(len(ii)):
+            out[p] = mapped_signs(A, ii[p], W[p], Y, jj[p], np.empty(Y.shape[1], dtype=A.dtype),
+                                  np.empty(A.shape[1], dtype=A.dtype))
+        return out
+
+    return {"cosine": cosine, "cosine_pairs": cosine_pairs, "distance": distance,
+            "distance_pairs": distance_pairs}
 
 
 def _run_kernel(name: str, *arrays: np.ndarray) -> Tensor:
@@ -154,25 +196,36 @@ def _run_kernel(name: str, *arrays: np.ndarray) -> Tensor:
             torch.set_num_threads(threads)
 
 
-def _cosine_ranks(Q: Tensor, K: Tensor) -> Tensor:
-    """`rank_scores` of every (query agent a of Q [r, T, d], key agent j of K [m, T, d]):
-    [r, m] in Q's dtype (float32 unless it is float64), the query agents shared among the
-    threads."""
+def _ranks(kernel: str, Q: Tensor, K: Tensor, *pairs: np.ndarray) -> Tensor:
+    """Rank scores by a cosine kernel (`_kernels`) on unit vectors of Q [r, T, d] and K
+    [m, T, d] (transposed for the kernel), in Q's dtype (float32 unless it is float64)."""
     dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.float32
 
     def unit(x: Tensor) -> Tensor:
         return F.normalize(x.detach().to("cpu", dtype), dim=-1)
 
-    signs = _run_kernel("cosine", unit(Q).contiguous().numpy(),
-                        unit(K).transpose(1, 2).contiguous().numpy())
+    signs = _run_kernel(kernel, unit(Q).contiguous().numpy(),
+                        unit(K).transpose(1, 2).contiguous().numpy(), *pairs)
     return _rank_from_sign_sums(signs.to(dtype), Q.shape[1], higher=True)
+
+
+def ranks_between(Q: Tensor, K: Tensor) -> Tensor:
+    """`rank_scores` of every (query agent a of Q [r, T, d], key agent j of K [m, T, d]):
+    [r, m], the query agents shared among the threads."""
+    return _ranks("cosine", Q, K)
+
+
+def pair_ranks(E: Tensor, ii: np.ndarray, jj: np.ndarray) -> Tensor:
+    """`rank_scores` of the ordered pairs (ii[p], jj[p]) of E's agents only: [pairs], each
+    equal to `pairwise_ranks(E)[ii[p], jj[p]]` (the same kernel arithmetic)."""
+    return _ranks("cosine_pairs", E, E, np.asarray(ii, np.int64), np.asarray(jj, np.int64))
 
 
 def rank_scores(E: Tensor, i: int, js: Sequence[int]) -> Tensor:
     """For each j in `js`: mean over t of 1 − (rank of s = t − 1)/(T − 1), ranking agent j's
     embeddings e_j^(s) by cosine to e_i^(t); ties share their mean rank. 0.5 is chance, and a
     constant embedding scores exactly 0.5. (One query agent: one thread.)"""
-    return _cosine_ranks(E[i].unsqueeze(0), E[list(js)])[0]
+    return ranks_between(E[i].unsqueeze(0), E[list(js)])[0]
 
 
 def pairwise_ranks(E: Tensor) -> Tensor:
@@ -180,7 +233,7 @@ def pairwise_ranks(E: Tensor) -> Tensor:
     kernel (`_kernels`, Numba). As tensor operations, the [agents·T, agents·T] cosines
     went through memory four times (product, subtraction, signs, sum): 31 s of a 4,096-agent
     clustering on two cores, against 11 s for the kernel."""
-    return _cosine_ranks(E, E)
+    return ranks_between(E, E)
 
 
 def mapped_ranks(X: Tensor, Y: Tensor, block: int = 50, samples: int = 50,
@@ -201,15 +254,61 @@ def mapped_ranks(X: Tensor, Y: Tensor, block: int = 50, samples: int = 50,
     being ranked: ranking costs O(samples²) per pair, and with hundreds of agents in no
     sub-context nearly all pairs are such.
     """
+    fit, scored = _fitted_and_scored(X, block, samples)
+    there = _mapped_one_way(X, Y, fit, scored, ridge)
+    back = _mapped_one_way(Y, X, fit, scored, ridge)
+    return (there + back.T) / 2
+
+
+def mapped_pair_ranks(X: Tensor, Y: Tensor, ii: np.ndarray, jj: np.ndarray, block: int = 50,
+                      samples: int = 50, ridge: float = 1e-3) -> Tensor:
+    """`mapped_ranks(X, Y, ...)[ii, jj]` for the pairs (ii[p], jj[p]) only: [pairs]. The maps
+    are fitted per pair (another order of the same sums), so a near-tie of two distances may
+    rank the other way: values differ from `mapped_ranks`' by a few 1e-4 at most."""
+    fit, scored = _fitted_and_scored(X, block, samples)
+    ii, jj = torch.as_tensor(ii, dtype=torch.long), torch.as_tensor(jj, dtype=torch.long)
+    return (_mapped_pairs_one_way(X, Y, ii, jj, fit, scored, ridge)
+            + _mapped_pairs_one_way(Y, X, jj, ii, fit, scored, ridge)) / 2
+
+
+def _fitted_and_scored(X: Tensor, block: int, samples: int) -> tuple[Tensor, Tensor]:
+    """The steps a map is fitted on and those it is scored on (see `mapped_ranks`)."""
     T = X.shape[1]
     blocks = torch.arange(T) // block
     even, odd = (torch.nonzero(blocks % 2 == r).squeeze(1) for r in (0, 1))
     if len(odd) < 2 or len(even) <= X.shape[2] + 1:
         raise ValueError(f"mapped_ranks: {T} steps are too few for blocks of {block}")
-    fit, scored = (_evenly(steps, k) for steps, k in ((even, 4 * samples), (odd, samples)))
-    there = _mapped_one_way(X, Y, fit, scored, ridge)
-    back = _mapped_one_way(Y, X, fit, scored, ridge)
-    return (there + back.T) / 2
+    return _evenly(even, 4 * samples), _evenly(odd, samples)
+
+
+def _mapped_pairs_one_way(A: Tensor, B: Tensor, ii: Tensor, jj: Tensor, fit: Tensor,
+                          scored: Tensor, ridge: float, chunk: int = 4096) -> Tensor:
+    """`_mapped_one_way(A, B, ...)[ii, jj]`: each pair's map fitted on its own (`chunk` pairs at
+    a time), the same R² shortcut, the pairs that pass ranked by the compiled kernel."""
+    target = B[:, scored]
+    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
+    target = (target - mu[:, None]) / sd[:, None]
+    target_T = target.transpose(1, 2).contiguous().detach().numpy()
+    A1 = torch.cat([A, A.new_ones(*A.shape[:2], 1)], dim=-1)
+    Af, As = A1[:, fit], A1[:, scored]
+    k = A1.shape[-1]
+    inverse = torch.linalg.inv(Af.transpose(1, 2) @ Af + ridge * len(fit) * torch.eye(k))
+    Gs = As.transpose(1, 2) @ As
+    as_array = As.detach().contiguous().numpy()
+    out = A.new_full((len(ii),), 0.5)
+    for c in range(0, len(ii), chunk):
+        i, j = ii[c : c + chunk], jj[c : c + chunk]
+        W = inverse[i] @ (Af[i].transpose(1, 2) @ B[j][:, fit])  # [pairs, k, d]
+        W = W / sd[j][:, None]
+        W[:, -1] -= mu[j] / sd[j]
+        fitted = ((Gs[i] @ W) * W).sum((1, 2))
+        cross = ((As[i].transpose(1, 2) @ target[j]) * W).sum((1, 2))
+        keep = torch.nonzero(fitted < 2 * cross).squeeze(1)
+        if len(keep):
+            signs = _run_kernel("distance_pairs", as_array, W[keep].detach().contiguous().numpy(),
+                                target_T, i[keep].numpy(), j[keep].numpy())
+            out[c + keep] = _rank_from_sign_sums(signs.to(out.dtype), len(scored), higher=False)
+    return out
 
 
 def _evenly(steps: Tensor, k: int) -> Tensor:
