@@ -19,12 +19,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-BLOCK_ELEMENTS = 1 << 22
+BLOCK_ELEMENTS = 1 << 20
 """Agents are run in blocks whose gate tensor [agents, T, B, 3H] holds about this many elements
-(16 MiB): the per-block temporaries (input projections in the forward, gate factors and
+(4 MiB): the per-block temporaries (input projections in the forward, gate factors and
 gradients in the backward) then stay that size however many agents there are, where tensors
-over all agents cost ~0.4 MiB per agent (1.7 GB of a 4,096-agent run's peak). Agents never
-mix, and each block runs the same kernels on the same per-agent shapes (see `BLOCK_ALIGN`)."""
+over all agents cost ~0.4 MiB per agent (1.7 GB of a 4,096-agent run's peak). The backward's
+element-wise passes read what the one before wrote: at the default sizes (32 agents a block)
+they ran a 1,024-agent training batch 10–25 % faster than 16 MiB blocks (128 agents). Agents
+never mix, and each block runs the same kernels on the same per-agent shapes (see
+`BLOCK_ALIGN`), so the block size does not change the numbers."""
 
 BLOCK_ALIGN = 32
 """Blocks other than the last hold a multiple of this many agents. Element-wise kernels run

@@ -25,6 +25,14 @@ def windows(series: np.ndarray, w: int) -> Tensor:
     return flat.unfold(-2, w, 1).transpose(-1, -2)
 
 
+def parts(agents: int, size: int | None) -> list[slice] | None:
+    """Consecutive ranges of `size` agents trained one after another (`OsmlConfig.shard_size`),
+    or None where one range would hold them all."""
+    if size is None or size >= agents:
+        return None
+    return [slice(a, min(a + size, agents)) for a in range(0, agents, size)]
+
+
 def objective(e: Tensor, preserve: Tensor, context: Tensor, alpha: float) -> Tensor:
     """Per-agent L_i = α·MSE(e_i, context_i) + (1 − α)·L_preserve (paper Eqs. 5–7)."""
     return alpha * ((e - context) ** 2).mean((1, 2)) + (1 - alpha) * preserve
@@ -53,6 +61,9 @@ class OsmoticShard:
         # per-tensor loop (fused=True is faster still but rounds differently).
         self.optimizer = torch.optim.Adam(self.pop.params.values(), lr=config.lr, foreach=True)
         self._needs_noise = self.pop.template.preserve.needs_noise
+        self.parts = parts(len(self.agent_ids), config.shard_size)
+        # What `step` needs from the training `embed`: the graph's outputs (e, preserve), or
+        # with `parts` the inputs (windows, noise) from which each part's graph is rebuilt.
         self._pending: tuple[Tensor, Tensor] | None = None
 
     def steps(self, split: str) -> int:
@@ -62,7 +73,7 @@ class OsmoticShard:
         """Embeddings [agents, B, d] and preservation losses [agents] for steps [start, stop).
 
         With `train`, the graph is kept for the `step` that follows (the paper's forward pass,
-        then the update once the context has arrived)."""
+        then the update once the context has arrived); with `parts`, only the inputs are."""
         # The batch's windows are copied out of the series' view (B·w·k values per agent):
         # encoders may reshape them as contiguous arrays.
         x = self.windows[split][:, start:stop].contiguous()
@@ -71,23 +82,58 @@ class OsmoticShard:
                                    stream=None if train else f"eval:{split}:{start}")
         else:
             noise = x.new_zeros(len(self.agent_ids), 1)
+        if train and self.parts is not None:
+            self._pending = (x, noise)
+            return self._embed_parts(x, noise)
         with torch.set_grad_enabled(train):
             e, preserve = self.pop(x, noise)
         if train:
             self._pending = (e, preserve)
         return e.detach(), preserve.detach()
 
+    def _embed_parts(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """The training forward part by part, each part's graph dropped at once. It runs the
+        kernels the training step runs (the no-gradient forward rounds differently), so the
+        contexts built from these embeddings are those of an unsharded run."""
+        e = x.new_empty(len(self.agent_ids), x.shape[1], self.config.dim)
+        preserve = x.new_empty(len(self.agent_ids))
+        for sl in self.parts or []:
+            (e_part, p_part), _ = self.pop.part(sl, x[sl], noise[sl])
+            e[sl], preserve[sl] = e_part.detach(), p_part.detach()
+        return e, preserve
+
     def step(self, context: Tensor) -> Tensor:
         """One Adam step of every agent towards its context; returns the per-agent losses."""
         if self._pending is None:
             raise RuntimeError("step() needs a training embed() first")
-        e, preserve = self._pending
-        self._pending = None
-        loss = objective(e, preserve, context, self.config.alpha)
+        pending, self._pending = self._pending, None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # agents share no parameter: this is every agent's own gradient
+        if self.parts is None:
+            loss = objective(*pending, context, self.config.alpha)
+            loss.sum().backward()  # agents share no parameter: every agent's own gradient
+        else:
+            loss = self._backward_parts(*pending, context)
         self.optimizer.step()
         return loss.detach()
+
+    def _backward_parts(self, x: Tensor, noise: Tensor, context: Tensor) -> Tensor:
+        """Every agent's gradient into the stack's `.grad`, one part at a time: each part's
+        forward runs again with its graph, which its backward frees before the next part's, so
+        activations are held for one part only. Returns the per-agent losses."""
+        losses = context.new_empty(len(self.agent_ids))
+        grads: dict[str, Tensor] = {}
+        for sl in self.parts or []:
+            (e, preserve), leaves = self.pop.part(sl, x[sl], noise[sl])
+            loss = objective(e, preserve, context[sl], self.config.alpha)
+            loss.sum().backward()
+            for name, leaf in leaves.items():
+                if leaf.grad is not None:  # as unsharded: a parameter no loss uses gets none
+                    stack = self.pop.params[name]
+                    grads.setdefault(name, torch.empty_like(stack))[sl] = leaf.grad
+            losses[sl] = loss.detach()
+        for name, g in grads.items():
+            self.pop.params[name].grad = g
+        return losses
 
     # -- checkpoints: keyed per agent, so a checkpoint resumes on any grouping of agents ------
     def state(self) -> dict[str, Tensor]:

@@ -31,6 +31,15 @@ def agent_seed(seed: int, agent_id: str, stream: str = "init") -> int:
     return (seed * 1_000_003 + zlib.crc32(f"{stream}:{agent_id}".encode())) % (2**63 - 1)
 
 
+BUILD_CHUNK = 1024
+"""Agents whose modules exist at once while a population is built."""
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The parts' stacks along the agent axis (the one part itself: no copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 class Population:
     """Agents `agent_ids` sharing the architecture built by `build`, evaluated batched.
 
@@ -45,20 +54,27 @@ class Population:
             raise ValueError(f"duplicate agent ids in population: {list(agent_ids)}")
         self.agent_ids = list(agent_ids)
         self.seed = seed
-        modules = []
+        stacks: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
         # Each build is seeded without touching the caller's generator. The CPU generator alone:
         # `torch.manual_seed` also queues a seed for every lazy accelerator module, formatting a
         # stack trace for each (0.7 s of set-up at 1,024 agents), and fork_rng(devices=[])
-        # would not restore those.
+        # would not restore those. Modules are built and stacked `BUILD_CHUNK` at a time: with
+        # every agent's module alive beside the stack, building 65,536 OSM-L agents peaked at
+        # 3.7 GB over its data (1.8 GB this way), memory the heap then kept for good.
         with torch.random.fork_rng(devices=[]):
-            for aid in self.agent_ids:
-                torch.default_generator.manual_seed(agent_seed(seed, aid))
-                modules.append(build())
-        # The template only lends its code to functional_call; its own tensors are never used.
-        self.template = copy.deepcopy(modules[0]).to("meta")
-        params, buffers = stack_module_state(modules)
-        self.params: dict[str, Tensor] = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        self.buffers: dict[str, Tensor] = buffers
+            for start in range(0, len(self.agent_ids), BUILD_CHUNK):
+                modules = []
+                for aid in self.agent_ids[start : start + BUILD_CHUNK]:
+                    torch.default_generator.manual_seed(agent_seed(seed, aid))
+                    modules.append(build())
+                if not stacks:  # the template only lends its code to functional_call
+                    self.template = copy.deepcopy(modules[0]).to("meta")
+                params, buffers = stack_module_state(modules)
+                stacks.append(({k: v.detach() for k, v in params.items()}, buffers))
+        self.params: dict[str, Tensor] = {
+            k: _joined([p[k] for p, _ in stacks]).requires_grad_(True) for k in stacks[0][0]}
+        self.buffers: dict[str, Tensor] = {k: _joined([b[k] for _, b in stacks])
+                                           for k in stacks[0][1]}
         self.generators = [
             torch.Generator().manual_seed(agent_seed(seed, aid, "noise")) for aid in self.agent_ids
         ]
@@ -76,10 +92,25 @@ class Population:
         (stacked like `self.params`) runs other weights through the same code: a reference
         model each agent keeps, say."""
         params, buffers = self.params if params is None else params, self.buffers
-        if agents is not None:
+        if agents is not None and not self.everyone(agents):
             params = {k: v[agents] for k, v in params.items()}
             buffers = {k: v[agents] for k, v in buffers.items()}
         return batched_call(self.template, params, buffers, *args)
+
+    def everyone(self, agents: Tensor) -> bool:
+        """Whether positions `agents` are all agents in order: then a call runs on the stack
+        itself (the same numbers, without copying every parameter)."""
+        return len(agents) == len(self) and bool((agents == torch.arange(len(self))).all())
+
+    def part(self, agents: slice, *args: Tensor) -> tuple[object, dict[str, Tensor]]:
+        """The forward of the agents at positions `agents` (a slice; args for them only), with
+        their parameters as fresh autograd leaves (views of the stack), returned beside the
+        output: a backward fills each leaf's `.grad`, of the part's size. Gathering from the
+        stack (`agents=` in a call) would give every part a zero gradient the size of the whole
+        stack instead."""
+        leaves = {k: v.detach()[agents].requires_grad_(True) for k, v in self.params.items()}
+        buffers = {k: v[agents] for k, v in self.buffers.items()}
+        return batched_call(self.template, leaves, buffers, *args), leaves
 
     def randn(self, *shape: int, stream: str | None = None) -> Tensor:
         """Standard-normal noise of `shape` for every agent, from each agent's own generator;
