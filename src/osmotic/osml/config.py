@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from osmotic.models import locate_model, resolve_model
+from osmotic.models.gru import BLOCK_ALIGN
+from osmotic.osml.sites import site_holarchy, site_members
 from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
@@ -101,6 +103,30 @@ class OsmlConfig(AsyncSettings, EngineSettings):
                                             "noise is added at the agent (where: local, the "
                                             "default here) and protects one time step of an "
                                             "agent's series (level: user and record alike)")
+    shard_size: int | None = Field(None, ge=BLOCK_ALIGN, description="agents trained at a "
+                                   "time: a batch's activations are held for this many agents "
+                                   "only (the forward pass runs twice); a multiple of "
+                                   f"{BLOCK_ALIGN}, so the numbers are those of all agents at "
+                                   "once. None: all agents at once")
+    sites: str | dict[str, Any] | None = Field(None, description="hierarchical diffusers: a "
+                                               "holarchy YAML file, or the holarchy itself, "
+                                               "whose terminals are the agent ids: the root "
+                                               "over sites over agents (None: one diffuser)")
+    candidates_above: int | None = Field(2048, ge=2, description="above this many agents, "
+                                         "sub-contexts are found among candidate pairs (each "
+                                         "agent's `neighbours` nearest in an HNSW index), not "
+                                         "all pairs; None: always all pairs")
+    neighbours: int = Field(16, ge=1, description="candidate pairs per agent above "
+                            "`candidates_above` agents (at most candidates_above)")
+    null_alpha: float | None = Field(0.01, gt=0, lt=1, description="above `null_above` agents, "
+                                     "the rank and join gates rise to the 1 - alpha/pairs "
+                                     "quantile of their null (pairs with time alignment "
+                                     "broken), so that an unrelated pair passes a "
+                                     "decision with probability about alpha; None: the fixed "
+                                     "gates only")
+    null_above: int = Field(100, ge=1, description="populations above this many agents "
+                            "calibrate their gates (null_alpha)")
+    null_samples: int = Field(10000, ge=100, description="shifted pairs drawn for each null")
     seed: int = Field(0, ge=0)
 
     @field_validator("data")
@@ -134,6 +160,15 @@ class OsmlConfig(AsyncSettings, EngineSettings):
             return v.model_copy(update={"where": "local"})
         return v
 
+    @field_validator("shard_size")
+    @classmethod
+    def _aligned(cls, v: int | None) -> int | None:
+        """Agents run in blocks of multiples of `BLOCK_ALIGN` (models.gru): a shard that is one
+        computes every agent's numbers exactly as an unsharded run does."""
+        if v is not None and v % BLOCK_ALIGN:
+            raise ValueError(f"a multiple of {BLOCK_ALIGN}, got {v}")
+        return v
+
     @field_validator("encoder")
     @classmethod
     def _located(cls, v: str) -> str:
@@ -147,6 +182,25 @@ class OsmlConfig(AsyncSettings, EngineSettings):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {self.strategy!r}; choose from {sorted(STRATEGIES)}")
         resolve_model(self.encoder)  # a ModelError (a ValueError): one line naming it
+        return self
+
+    @model_validator(mode="after")
+    def _site_holarchy(self) -> OsmlConfig:
+        """A `sites` holarchy that describes diffusers (`osml.sites.site_holarchy`); against
+        the agents here when `agents` names them, else when the run starts."""
+        if self.sites is not None:
+            holarchy = site_holarchy(self.sites, self.strategy)
+            if self.agents is not None:
+                site_members(holarchy, self.agents)
+        return self
+
+    @model_validator(mode="after")
+    def _reachable_neighbours(self) -> OsmlConfig:
+        """Candidate pairs are used only above `candidates_above` agents: more neighbours than
+        that could exceed the other agents there."""
+        if self.candidates_above is not None and self.neighbours > self.candidates_above:
+            raise ValueError(f"neighbours: at most candidates_above ({self.candidates_above}), "
+                             f"got {self.neighbours}")
         return self
 
     @model_validator(mode="after")
@@ -183,6 +237,8 @@ class OsmlConfig(AsyncSettings, EngineSettings):
         """The `data:` section's CSV paths, an `encoder` module and a `clock: {file}` beside
         the file, from the file's folder, recorded absolute."""
         data = with_clock_folder(data, folder)
+        if isinstance(data.get("sites"), str):
+            data = {**data, "sites": str((folder / data["sites"]).resolve())}
         if isinstance(data.get("encoder"), str):
             data = {**data, "encoder": locate_model(data["encoder"], folder)}
         section = data.get("data")

@@ -64,6 +64,7 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
+from osmotic.osml.sites import SiteDiffusers, diffusers, uncounted
 from osmotic.runtime.clock import ClockSettings, SimClock
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.population import agent_seed
@@ -116,7 +117,7 @@ def _batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _loose(diffuser: Diffuser, ids: list[str]) -> list[str]:
+def _loose(diffuser: Diffuser | SiteDiffusers, ids: list[str]) -> list[str]:
     """Agents in no sub-context, sorted by id."""
     clustered = diffuser.clustered
     return sorted(a for i, a in enumerate(ids) if i not in clustered)
@@ -198,13 +199,14 @@ def embed_all(engine: Any, split: str, n_steps: int, batch_size: int,
     return E, torch.stack(Ps).sum(0) / n_steps
 
 
-def evaluate(engine: Any, diffuser: Diffuser, config: OsmlConfig, n_steps: int, ids: list[str]) -> dict[str, Any]:
+def evaluate(engine: Any, diffuser: Diffuser | SiteDiffusers, config: OsmlConfig, n_steps: int, ids: list[str]) -> dict[str, Any]:
     """Test metrics under the diffuser's current sub-contexts, plus the test embeddings.
 
     A measurement of the simulation, not something agents send: the test embeddings are
     neither clipped nor noised, whatever `config.privacy` says."""
     E, P = embed_all(engine, "test", n_steps, config.batch_size)
-    test_loss = objective(E, P, diffuser.contexts(E), config.alpha)
+    with uncounted(diffuser):
+        test_loss = objective(E, P, diffuser.contexts(E), config.alpha)
     groups = diffuser.groups or [list(range(len(ids)))]  # no sub-context: score all agents
     acc = context_accuracy(E, groups, config.beta)
     rank = rank_score(E, groups, config.rank_pairs, config.seed)
@@ -250,12 +252,14 @@ class OsmlJob:
     def __init__(self, config: OsmlConfig, engine: Any, train: Series, test: Series):
         self.config, self.engine = config, engine
         self.ids = list(train)
-        self.diffuser = Diffuser(len(self.ids), make_strategy(config.strategy, **config.strategy_params),
-                                 unclustered=config.unclustered, threshold=config.threshold,
-                                 beta=config.beta, samples=config.cluster_samples,
-                                 min_rank=config.min_rank, stay_rank=config.stay_rank,
-                                 join_score=config.join_score,
-                                 seed=config.seed)
+        self.diffuser = diffusers(config, self.ids, lambda n: Diffuser(
+            n, make_strategy(config.strategy, **config.strategy_params),
+            unclustered=config.unclustered, threshold=config.threshold, beta=config.beta,
+            samples=config.cluster_samples, min_rank=config.min_rank,
+            stay_rank=config.stay_rank, join_score=config.join_score, seed=config.seed,
+            candidates_above=config.candidates_above, neighbours=config.neighbours,
+            null_alpha=config.null_alpha, null_above=config.null_above,
+            null_samples=config.null_samples))
         self.n_train = next(iter(train.values())).shape[0] - config.window + 1
         self.n_test = next(iter(test.values())).shape[0] - config.window + 1
         self.batches = _batches(self.n_train, config.batch_size)
@@ -356,6 +360,8 @@ class OsmlJob:
             row["sim_time"] = self.sim_time
         if self.buffered:
             row["late_share"] = late / (len(self.ids) * len(self.batches))
+        if isinstance(self.diffuser, SiteDiffusers):
+            row["bytes"] = self.diffuser.traffic.summary()
         if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
             ev = self.last_eval = evaluate(self.engine, self.diffuser, self.config, self.n_test,
                                            self.ids)
@@ -420,6 +426,8 @@ class OsmlJob:
         if self.buffered:
             shares = [r["late_share"] for r in metrics if "late_share" in r]
             summary["late_share"] = float(np.mean(shares)) if shares else None
+        if isinstance(self.diffuser, SiteDiffusers):
+            summary["bytes"] = self.diffuser.traffic.summary()
         if self.budget is not None:
             n = passes(self.config.epochs, self.config.cluster_every)
             summary["privacy"] = {**self.budget.summary(n), "passes": n, "unit": "time step"}
