@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 
 from osmotic.models import locate_model, resolve_model
 from osmotic.models.gru import BLOCK_ALIGN
-from osmotic.osml.sites import site_holarchy, site_members
 from osmotic.runtime.clock import AsyncSettings, read_clock_file, with_clock_folder
 from osmotic.runtime.privacy import PrivacySettings
 from osmotic.runtime.strategies import STRATEGIES
@@ -189,6 +188,10 @@ class OsmlConfig(AsyncSettings, EngineSettings):
         """A `sites` holarchy that describes diffusers (`osml.sites.site_holarchy`); against
         the agents here when `agents` names them, else when the run starts."""
         if self.sites is not None:
+            # Imported here: the sites module brings the clustering code (SciPy, scikit-learn),
+            # which every command's option parser would otherwise load.
+            from osmotic.osml.sites import site_holarchy, site_members
+
             holarchy = site_holarchy(self.sites, self.strategy)
             if self.agents is not None:
                 site_members(holarchy, self.agents)

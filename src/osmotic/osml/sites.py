@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -40,9 +40,6 @@ from osmotic.osml.clustering import Clustering, membership_changes
 from osmotic.osml.diffuser import Diffuser
 from osmotic.runtime.strategies import Strategy
 from osmotic.settings import InputError
-
-if TYPE_CHECKING:
-    from osmotic.osml.config import OsmlConfig
 
 WORD = 4
 """Bytes of one number sent between diffusers (float32 or int32)."""
@@ -377,11 +374,26 @@ def uncounted(diffuser: Diffuser | SiteDiffusers) -> Iterator[None]:
         diffuser.traffic.counting = True
 
 
-def diffusers(config: OsmlConfig, ids: Sequence[str], make_site: Callable[[int], Diffuser],
+class SiteSettings(Protocol):
+    """What the site diffusers read of a run's settings (an `OsmlConfig`, which validates
+    `sites` with this module: hence a protocol, not an import)."""
+
+    sites: str | dict[str, Any] | None
+    strategy: str
+    cluster_samples: int
+
+
+def diffusers(config: SiteSettings, ids: Sequence[str], make_site: Callable[[int], Diffuser],
               ) -> Diffuser | SiteDiffusers:
     """The run's diffuser: flat (`config.sites` unset), or site diffusers under a root over
     the agents `ids`, each site's built by `make_site(its number of agents)`."""
     if config.sites is None:
         return make_site(len(ids))
-    sites = site_members(site_holarchy(config.sites, config.strategy), ids)
-    return SiteDiffusers(sites, make_site, len(ids), steps=ROOT_STEPS * config.cluster_samples)
+    return SiteDiffusers(check_sites(config, ids), make_site, len(ids),
+                         steps=ROOT_STEPS * config.cluster_samples)
+
+
+def check_sites(config: SiteSettings, ids: Sequence[str]) -> list[list[int]]:
+    """The agents of each site of `config.sites` (`site_members`), or one line saying what is
+    wrong with the holarchy against the agents `ids`."""
+    return site_members(site_holarchy(config.sites, config.strategy), ids)

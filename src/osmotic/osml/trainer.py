@@ -64,7 +64,7 @@ from osmotic.osml.diffuser import Diffuser
 from osmotic.osml.engine import InProcessEngine
 from osmotic.osml.metrics import context_accuracy, rank_score, spread
 from osmotic.osml.shard import OsmoticShard, objective
-from osmotic.osml.sites import SiteDiffusers, diffusers, uncounted
+from osmotic.osml.sites import SiteDiffusers, check_sites, diffusers, uncounted
 from osmotic.runtime.clock import ClockSettings, SimClock
 from osmotic.runtime.lifecycle import Logger, check_finite
 from osmotic.runtime.population import agent_seed
@@ -238,6 +238,8 @@ def train_osml(config: OsmlConfig, train: Series, test: Series, *,
         train = {a: train[a] for a in config.agents}
         test = {a: test[a] for a in config.agents}
     check_async(config, list(train))
+    if config.sites is not None:  # before the run folder is claimed: one line, nothing written
+        check_sites(config, list(train))
     return (session or Session(config)).train(
         lambda: make_engine(config, train, test),
         lambda engine: OsmlJob(config, engine, train, test), total=config.epochs,
