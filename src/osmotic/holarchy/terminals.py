@@ -150,12 +150,16 @@ class SampledTerminals:
         """Local epochs (or steps) of the terminals `active` (default: all), in holarchy order;
         their mean losses [A] and flat parameters [A, P], in that order."""
         ids = self.ids if active is None else list(active)
-        gens = [self.generators.setdefault(t, self._fresh(t)) for t in ids]
+        for t in ids:  # a terminal's generators are made the first time it trains
+            if t not in self.generators:
+                self.generators[t] = self._fresh(t)
+        gens = [self.generators[t] for t in ids]
+        parts = [self.parts[t] for t in ids]
         if self.slots is None or len(self.slots.pop) != len(ids):
             self.slots = Terminals(self.build, ids, self.init, self.images, self.labels,
-                                   [self.parts[t] for t in ids], *self.options, **self.trainer)
+                                   parts, *self.options, **self.trainer)
         trainer = self.slots.trainer
-        trainer.serve(ids, [self.parts[t] for t in ids], gens)
+        trainer.serve(ids, parts, gens)
         trainer.opt.reset()
         self.slots.pop.load_flat(torch.stack([self.held.get(t, self.init) for t in ids]))
         with heap_kept():
