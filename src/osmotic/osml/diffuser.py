@@ -130,20 +130,22 @@ class Diffuser:
         gate = self.min_rank
         if self.null_alpha is not None:
             def sampled_ranks(X: Tensor, Y: Tensor) -> Tensor:  # the gate's statistic
-                return (ranks_between(X[:, pick], Y[:, pick]) + ranks_between(Y[:, pick], X[:, pick]).T) / 2
+                X, Y = X[:, pick], Y[:, pick]
+                return (ranks_between(X, Y) + ranks_between(Y, X).T) / 2
 
             null = shifted_null(E, sampled_ranks, self.null_samples, null_rng)
             gate = gates["rank"] = calibrated_gate(null,
                                                    self.min_rank, self.n * (self.n - 1) // 2,
                                                    self.null_alpha)
         stay = self.min_rank if self.stay_rank is None else self.stay_rank
+        sampled = E[:, pick]
         pairs = None
         if self.candidates:
-            pairs = self._with_members(neighbour_pairs(aligned_sketches(E[:, pick]), self.neighbours), before)
-            groups, scores, ranks = cluster_pairs(E[:, pick], pairs, self.threshold, self.beta, gate,
+            pairs = self._with_members(neighbour_pairs(aligned_sketches(sampled), self.neighbours), before)
+            groups, scores, ranks = cluster_pairs(sampled, pairs, self.threshold, self.beta, gate,
                                                   before, stay)
         else:
-            groups, scores, ranks = cluster(E[:, pick], self.threshold, self.beta, gate, before, stay)
+            groups, scores, ranks = cluster(sampled, self.threshold, self.beta, gate, before, stay)
         changes = membership_changes(before, groups, list(self.trial))
         together = {i: set(g) for g in groups for i in g}
         changes += [{"agent": i, "change": "rejected", "subcontext": target}

@@ -281,13 +281,19 @@ def _fitted_and_scored(X: Tensor, block: int, samples: int) -> tuple[Tensor, Ten
     return _evenly(even, 4 * samples), _evenly(odd, samples)
 
 
+def _standardised(B: Tensor, scored: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """B's scored steps standardised per agent and coordinate [m, S, d], with their means and
+    sds [m, d]."""
+    target = B[:, scored]
+    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
+    return (target - mu[:, None]) / sd[:, None], mu, sd
+
+
 def _mapped_pairs_one_way(A: Tensor, B: Tensor, ii: Tensor, jj: Tensor, fit: Tensor,
                           scored: Tensor, ridge: float, chunk: int = 4096) -> Tensor:
     """`_mapped_one_way(A, B, ...)[ii, jj]`: each pair's map fitted on its own (`chunk` pairs at
     a time), the same R² shortcut, the pairs that pass ranked by the compiled kernel."""
-    target = B[:, scored]
-    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
-    target = (target - mu[:, None]) / sd[:, None]
+    target, mu, sd = _standardised(B, scored)
     target_T = target.transpose(1, 2).contiguous().detach().numpy()
     A1 = torch.cat([A, A.new_ones(*A.shape[:2], 1)], dim=-1)
     Af, As = A1[:, fit], A1[:, scored]
@@ -323,9 +329,7 @@ def _mapped_one_way(A: Tensor, B: Tensor, fit: Tensor, scored: Tensor, ridge: fl
     a block holds three tensors of that size at once). B's side is prepared once for all
     blocks: its fitted steps as right-hand sides [fit, m·d], its scored steps standardised
     (per agent and coordinate) [m, d, S] and flattened [S, m·d], with their means and sds."""
-    target = B[:, scored]
-    mu, sd = target.mean(1), target.std(1, correction=0).clamp_min(1e-6)  # [m, d]
-    target = (target - mu[:, None]) / sd[:, None]
+    target, mu, sd = _standardised(B, scored)
     side = (B[:, fit].transpose(0, 1).reshape(len(fit), -1),
             target.transpose(1, 2).contiguous(), target.transpose(0, 1).reshape(len(scored), -1),
             mu, sd)
