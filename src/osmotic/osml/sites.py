@@ -241,7 +241,8 @@ class SiteDiffusers:
         steps = torch.linspace(0, T - 1, min(self.steps, T)).round().long().unique()
         self.traffic.add("root", "down", "clustering", len(self.sites) * len(steps))
         self.traffic.add("root", "up", "clustering", len(units) * (len(steps) * d + 1))
-        U = torch.stack([self.strategy.aggregate(E[self.agents([u])][:, steps]) for u in units])
+        at = E[:, steps]  # the sampled steps once, not every unit's agents at all steps
+        U = torch.stack([self.strategy.aggregate(at[self.agents([u])]) for u in units])
         root = self._prepared(units, before)
         found = root.cluster(epoch, U)
         self.merged = [[units[u] for u in g] for g in found.groups]
